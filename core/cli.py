@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dims", type=int, default=3, choices=[2, 3])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", metavar="coords.csv", help="also write the coordinates to CSV")
+    # (EMBED helper) method parameters, values parsed as JSON when possible
+    p.add_argument("--param", action="append", metavar="KEY=VALUE",
+                   help="method parameter, e.g. --param n_neighbors=30 --param min_dist=0.3")
     _add_json(p)
 
     p = sub.add_parser("perturb", help="perturb input features and find the features that respond")
@@ -163,8 +166,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    if text:
-        print(text)
-    if getattr(args, "json", False):
-        print(json.dumps(payload, default=str))
+    try:
+        if text:
+            print(text)
+        if getattr(args, "json", False):
+            print(json.dumps(payload, default=str))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `python -m core datasets | head`: the reader left, not an error
+        sys.stdout = None  # silence the interpreter's own flush at exit
     return EXIT_OK
