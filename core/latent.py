@@ -1,0 +1,271 @@
+"""Use a trained run: encode samples, decode latent points, reconstruct, translate.
+
+All functions take a :class:`core.runs.Run` (from ``core.runs.load_run``) and return numpy
+arrays. ``space`` chooses the units of decoded values:
+
+- "data" (default): DATA units - counts as expected counts (library = the sample's own total
+  for reconstruct, the training median for decode / translate unless given), proportions in
+  [0, 1] (sigmoid of the Gaussian-on-logit mean, i.e. its median), continuous values in the
+  input's units, categorical variables as the EXPECTED LEVEL CODE (for 0/1 flags: P(level 1));
+  per-level probabilities are available with space="input".
+- "input": the encoder-input space of the preprocessing - log1p(CP10k) for counts,
+  standardised logit / values for proportion / continuous, one-hot probabilities (levels
+  concatenated, see ``Run.preprocessor.transforms[mod].split_probabilities``) for categorical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from core.errors import InputError
+
+Space = Literal["data", "input"]
+CHUNK = 4096
+
+
+def _check_refit(run, refit: int) -> None:
+    if not 0 <= int(refit) < max(run.n_refits, 1):
+        raise InputError(f"run {run.name!r} has {run.n_refits} refit(s); refit {refit} is out of range")
+
+
+def _cond_matrix(run, cond, n: int) -> np.ndarray:
+    """Condition matrix (n, n_cond) from a DataFrame (n rows) or a {column: value} mapping."""
+    pre = run.preprocessor
+    if not pre.conditions.columns:
+        return np.zeros((n, 0), dtype=np.float32)
+    if cond is None:
+        raise InputError(
+            f"run {run.name!r} is conditioned on {', '.join(run.conditions)}; pass cond with "
+            "those columns"
+        )
+    if isinstance(cond, Mapping):
+        cond = pd.DataFrame({k: [v] * n for k, v in cond.items()})
+    if len(cond) != n:
+        raise InputError(f"cond has {len(cond)} rows but there are {n} latent points")
+    return pre.condition_matrix(cond, n_obs=n)
+
+
+def _tensor_data(run, tens, cond: np.ndarray):
+    import torch
+
+    from core.train import TensorData
+
+    return TensorData(tens, cond, device=torch.device("cpu"))
+
+
+def _posterior(run, data, *, refit: int, modalities: Sequence[str] | None = None):
+    """Posterior mean / var (n, n_latent) from TensorData, using only ``modalities``."""
+    import torch
+
+    model = run.model(refit)
+    mods = list(modalities or model.modalities)
+    means, vars_ = [], []
+    with torch.no_grad():
+        for part in torch.arange(data.n_obs).split(CHUNK):
+            b = data.batch(part)
+            x = {m: b["x"][m] for m in mods}
+            pres = {m: b["present"][m] for m in mods}
+            mu, var = model.encode(x, b["cond"], pres)
+            means.append(mu.numpy())
+            vars_.append(var.numpy())
+    if not means:
+        k = run.n_latent
+        return np.zeros((0, k), np.float32), np.zeros((0, k), np.float32)
+    return np.concatenate(means), np.concatenate(vars_)
+
+
+def encode(run, mdata, *, refit: int = 0, modalities: Sequence[str] | None = None,
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean and variance, each (n_obs, n_latent), rows = mdata.obs_names.
+
+    Uses the modalities each sample has (product of experts); ``modalities`` restricts the
+    encoders used. The dataset must have the run's features (RunError otherwise).
+    """
+    _check_refit(run, refit)
+    pre = run.preprocessor
+    pre.check_features(mdata, run_name=run.name)
+    data = _tensor_data(run, pre.tensors(mdata), _cond_matrix(run, mdata.obs, mdata.n_obs)
+                        if run.conditions else np.zeros((mdata.n_obs, 0), np.float32))
+    _check_modalities(run, modalities)
+    return _posterior(run, data, refit=refit, modalities=modalities)
+
+
+def encode_arrays(run, arrays: Mapping[str, np.ndarray], *, obs: pd.DataFrame | None = None,
+                  refit: int = 0, modalities: Sequence[str] | None = None,
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Like :func:`encode` for raw matrices in DATA units: {mod: (n, n_vars_input)} with the
+    run's input features in order (``run.preprocessor.transforms[mod].var_names``); an all-NaN
+    row means the sample lacks that modality. ``obs`` (n rows) holds condition columns.
+    Returns mean, var (n, n_latent). Useful for perturbation (edit a copy, re-encode).
+    """
+    _check_refit(run, refit)
+    unknown = [m for m in arrays if m not in run.modalities]
+    if unknown:
+        raise InputError(f"run {run.name!r} has no modality {unknown[0]!r}; it has "
+                         f"{', '.join(run.modalities)}")
+    tens = run.preprocessor.tensors_from_arrays(arrays)
+    n = len(next(iter(tens.values())).x)
+    data = _tensor_data(run, tens, _cond_matrix(run, obs, n))
+    _check_modalities(run, modalities)
+    return _posterior(run, data, refit=refit, modalities=modalities)
+
+
+def _check_modalities(run, modalities) -> None:
+    for m in modalities or []:
+        if m not in run.modalities:
+            raise InputError(f"run {run.name!r} has no modality {m!r}; it has "
+                             f"{', '.join(run.modalities)}")
+
+
+def _decode_tensors(run, z: np.ndarray, cond: np.ndarray, library: Mapping[str, np.ndarray],
+                    *, refit: int, space: Space, modalities: Sequence[str] | None = None,
+                    ) -> dict[str, np.ndarray]:
+    import torch
+
+    if space not in ("data", "input"):
+        raise InputError(f"space must be 'data' or 'input', got {space!r}")
+    model = run.model(refit)
+    pre = run.preprocessor
+    mods = list(modalities or model.decoded)
+    z = np.asarray(z, dtype=np.float32)
+    if z.ndim != 2 or z.shape[1] != model.n_latent:
+        raise InputError(f"z must have shape (n, {model.n_latent}) for run {run.name!r}, got "
+                         f"{z.shape}")
+    parts: dict[str, list] = {m: [] for m in mods}
+    with torch.no_grad():
+        for sl in np.array_split(np.arange(len(z)), max(1, int(np.ceil(len(z) / CHUNK)))):
+            if not len(sl):
+                continue
+            zt = torch.as_tensor(z[sl])
+            ct = torch.as_tensor(cond[sl]) if cond.shape[1] else None
+            lib = {m: torch.as_tensor(np.asarray(v, np.float32)[sl].reshape(-1, 1))
+                   for m, v in library.items()}
+            params = model.decode(zt, ct, lib, modalities=mods)
+            vals = model.input_means(params) if space == "input" else model.means(params)
+            for m in mods:
+                parts[m].append(vals[m].numpy())
+    out = {}
+    for m in mods:
+        width = pre.transforms[m].n_in if space == "input" else None
+        arr = (np.concatenate(parts[m]) if parts[m] else
+               np.zeros((0, width or pre.transforms[m].n_in), np.float32))
+        out[m] = arr if space == "input" else pre.transforms[m].inverse_transform(arr)
+    return out
+
+
+def _library(run, library, n: int) -> dict[str, np.ndarray]:
+    pre = run.preprocessor
+    out = {}
+    for m, t in pre.transforms.items():
+        if t.kind != "counts":
+            continue
+        v = (library or {}).get(m) if isinstance(library, Mapping) else library
+        if v is None:
+            v = t.median_library
+        out[m] = np.broadcast_to(np.asarray(v, np.float32).reshape(-1), (n,)).copy()
+    return out
+
+
+def decode(run, z: np.ndarray, *, cond: pd.DataFrame | Mapping | None = None, refit: int = 0,
+           library: Mapping[str, np.ndarray | float] | float | None = None,
+           space: Space = "data", modalities: Sequence[str] | None = None,
+           ) -> dict[str, np.ndarray]:
+    """Likelihood means for latent points z (n, n_latent) -> {mod: (n, n_features)}.
+
+    cond: DataFrame with the run's condition columns (n rows) or {column: value} for all rows
+    (required for conditional runs). library: counts library size per modality (scalar or
+    (n,)), default the training median. Units: see the module docstring (categorical ->
+    expected level code in "data" space).
+    """
+    _check_refit(run, refit)
+    _check_modalities(run, modalities)
+    z = np.asarray(z, dtype=np.float32)
+    n = len(z)
+    return _decode_tensors(run, z, _cond_matrix(run, cond, n), _library(run, library, n),
+                           refit=refit, space=space, modalities=modalities)
+
+
+def reconstruct(run, mdata, *, refit: int = 0, space: Space = "data",
+                ) -> dict[str, np.ndarray]:
+    """Decode each sample's posterior mean with its own conditions and library.
+
+    Returns {mod: (n_obs, n_features)} rows aligned to mdata.obs_names; rows of samples that
+    lack the modality are NaN.
+    """
+    _check_refit(run, refit)
+    pre = run.preprocessor
+    pre.check_features(mdata, run_name=run.name)
+    tens = pre.tensors(mdata)
+    cond = (_cond_matrix(run, mdata.obs, mdata.n_obs) if run.conditions
+            else np.zeros((mdata.n_obs, 0), np.float32))
+    data = _tensor_data(run, tens, cond)
+    mean, _ = _posterior(run, data, refit=refit)
+    library = {m: v.library.reshape(-1) for m, v in tens.items() if v.library is not None}
+    out = _decode_tensors(run, mean, cond, library, refit=refit, space=space)
+    for m, arr in out.items():
+        arr = arr.astype(np.float32, copy=True)
+        arr[~tens[m].present] = np.nan
+        out[m] = arr
+    return out
+
+
+def translate(run, mdata, *, source: str | Sequence[str], target: str, refit: int = 0,
+              space: Space = "data") -> np.ndarray:
+    """Predict modality ``target`` from modality ``source`` alone: (n_obs, n_target_features).
+
+    The posterior uses only the source encoder(s); counts targets use the training median
+    library. Rows of samples lacking every source modality are NaN.
+    """
+    sources = [source] if isinstance(source, str) else list(source)
+    _check_modalities(run, [*sources, target])
+    if target in sources:
+        raise InputError("translate: target must differ from the source modality")
+    _check_refit(run, refit)
+    pre = run.preprocessor
+    pre.check_features(mdata, run_name=run.name)
+    tens = pre.tensors(mdata)
+    cond = (_cond_matrix(run, mdata.obs, mdata.n_obs) if run.conditions
+            else np.zeros((mdata.n_obs, 0), np.float32))
+    data = _tensor_data(run, tens, cond)
+    mean, _ = _posterior(run, data, refit=refit, modalities=sources)
+    out = _decode_tensors(run, mean, cond, _library(run, None, mdata.n_obs), refit=refit,
+                          space=space, modalities=[target])[target].astype(np.float32)
+    has_source = np.any([tens[m].present for m in sources], axis=0)
+    out[~has_source] = np.nan
+    return out
+
+
+def latent_frame(run, mdata, *, refit: int = 0) -> pd.DataFrame:
+    """Posterior means as a DataFrame: index = sample ids, columns z0..z{n_latent-1}."""
+    mean, _ = encode(run, mdata, refit=refit)
+    return pd.DataFrame(mean, index=pd.Index(np.asarray(mdata.obs_names, dtype=str),
+                                             name="sample"),
+                        columns=[f"z{i}" for i in range(mean.shape[1])])
+
+
+def encode_command(args) -> tuple[str, dict]:
+    """CLI: ``python -m core encode RUN_DIR [--data SRC ... --obs PATH] --out latent.csv``."""
+    from core.cli import parse_assignments
+    from core.runs import load_run, write_text_atomic
+
+    run = load_run(args.run_dir)
+    if args.data:
+        from core.data import load
+
+        kinds = parse_assignments(getattr(args, "kind", None), flag="--kind")
+        mdata = load(list(args.data), obs=args.obs, kinds=kinds or None)
+    else:
+        mdata = run.load_data()
+    df = latent_frame(run, mdata)
+    out = Path(args.out)
+    if out.parent and not out.parent.exists():
+        raise InputError(f"output folder {out.parent} does not exist; create it first")
+    write_text_atomic(out, df.to_csv())
+    text = f"wrote {len(df)} samples x {df.shape[1]} latent dimensions of run {run.name} to {out}"
+    return text, {"run": str(run.path), "out": str(out), "n_obs": len(df),
+                  "n_latent": int(df.shape[1])}

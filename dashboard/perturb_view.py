@@ -1,0 +1,175 @@
+"""Perturbation page helpers: cached core.perturb calls and the page's figures.
+
+Cached objects (the perturbation context, results, the 3D PCA map) are shared by every browser
+session: never mutate them. Figure builders take arrays and return ``go.Figure`` (no ``st.*``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboard import plots
+
+MAX_ARROWS = 400  # samples drawn with a segment and a cone; the rest as points only
+
+
+@st.cache_resource(show_spinner="Encoding the baseline of every refit...", max_entries=2)
+def context(path: str, version: float):
+    """core.perturb.PerturbContext of the run on its own dataset (shared, read-only)."""
+    from core import perturb
+    from dashboard import cache
+
+    return perturb.build_context(cache.load_run(path, version), cache.run_data(path, version))
+
+
+@st.cache_resource(show_spinner="Perturbing...", max_entries=6)
+def result(path: str, version: float, feature: str, kind: str, value, subset, method: str):
+    """core.perturb.perturb(...) for the page's choices (shared, read-only).
+
+    subset: None, "COL=VALUE" or a tuple of sample positions (hashable).
+    """
+    from core import perturb
+    from dashboard import cache
+
+    sub = np.asarray(subset, dtype=int) if isinstance(subset, tuple) else subset
+    return perturb.perturb(cache.load_run(path, version), feature=feature, kind=kind,
+                           value=value, subset=sub, method=method,
+                           context=context(path, version))
+
+
+def screen(path: str, version: float, modality: str, kind, method: str, progress) -> pd.DataFrame:
+    """Every feature of ``modality``; progress(fraction, text) drives a progress bar."""
+    from core import perturb
+    from dashboard import cache
+
+    def report(event: dict) -> None:
+        if event.get("stage") == "screen":
+            progress(event["step"] / event["total"], f"{event['feature']} ({event['step']}/"
+                     f"{event['total']})")
+
+    return perturb.screen(cache.load_run(path, version), modality=modality, kind=kind,
+                          method=method, context=context(path, version), progress=report)
+
+
+@st.cache_resource(show_spinner="Fitting the 3D PCA map...", max_entries=4)
+def pca_map(path: str, version: float):
+    """The run's 3D PCA map of refit 0 (core.embed, disk-cached); transform places new points."""
+    from core import embed
+    from dashboard import cache
+
+    return embed.cached(Path(path), cache.latent(path, version), method="pca", n_components=3,
+                        seed=0)
+
+
+def filter_table(table: pd.DataFrame, *, modalities, only_significant: bool, text: str) -> pd.DataFrame:
+    """Rows of the association table matching the page's filters."""
+    keep = table["target_modality"].isin(list(modalities))
+    if only_significant:
+        keep &= table["significant"]
+    if text:
+        keep &= table["target"].str.contains(text, case=False, regex=False)
+    return table[keep]
+
+
+def displacement_figure(emb, res, obs: pd.DataFrame, *, max_arrows: int = MAX_ARROWS,
+                        seed: int = 0) -> go.Figure:
+    """3D map: perturbed samples at their baseline position, a segment + cone to their mean
+    perturbed position, coloured by latent displacement; per-refit end points show the spread.
+
+    emb: core.embed Embedding fitted on refit 0's latent (placed with ``emb.transform``);
+    res: core.perturb.PerturbResult. Only refit 0 shares the map's latent space, so the
+    other refits' displacements are applied from the baseline position in that space as
+    vectors (each refit's own latent axes are arbitrary; only the length and spread compare).
+    """
+    n = len(res.rows)
+    rng = np.random.default_rng(seed)
+    show = np.sort(rng.choice(n, min(n, max_arrows), replace=False))
+    base = emb.transform(res.z_before[0])
+    after = emb.transform(res.z_after[0])
+    disp = np.linalg.norm(res.displacement, axis=2)  # (n_refits, n_pert)
+    colour = disp.mean(axis=0)
+    names = obs.index.to_numpy()[res.rows].astype(str)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter3d(
+        x=base[:, 0], y=base[:, 1], z=base[:, 2], mode="markers", name="baseline",
+        marker={"size": 3, "color": colour, "colorscale": "Viridis", "showscale": True,
+                "colorbar": {"title": "|Δz|"}},
+        text=[f"{s}<br>|Δz| {c:.3g} ± {sd:.2g} over refits" for s, c, sd in
+              zip(names, colour, disp.std(axis=0), strict=True)],
+        hoverinfo="text"))
+    seg = np.full((3 * show.size, 3), np.nan)
+    seg[0::3], seg[1::3] = base[show], after[show]
+    fig.add_trace(go.Scatter3d(x=seg[:, 0], y=seg[:, 1], z=seg[:, 2], mode="lines",
+                               name="displacement (refit 0)", hoverinfo="skip",
+                               line={"color": "rgba(80,80,80,0.5)", "width": 2}))
+    vec = after[show] - base[show]
+    fig.add_trace(go.Cone(x=after[show, 0], y=after[show, 1], z=after[show, 2], u=vec[:, 0],
+                          v=vec[:, 1], w=vec[:, 2], anchor="tip", sizemode="absolute",
+                          sizeref=max(float(np.linalg.norm(vec, axis=1).max()) * 0.3, 1e-6),
+                          colorscale="Viridis", cmin=float(colour.min()),
+                          cmax=float(colour.max()), showscale=False, name="direction",
+                          hoverinfo="skip"))
+    if res.z_after.shape[0] > 1:  # other refits: the same sample's end point, as a vector
+        ends = [emb.transform(res.z_before[0] + res.displacement[r])[show]
+                for r in range(1, res.z_after.shape[0])]
+        ends = np.concatenate(ends)
+        fig.add_trace(go.Scatter3d(x=ends[:, 0], y=ends[:, 1], z=ends[:, 2], mode="markers",
+                                   name="end point, other refits", hoverinfo="skip",
+                                   marker={"size": 1.5, "color": "rgba(220,38,38,0.35)"}))
+    fig.update_layout(**plots._LAYOUT, height=560, legend={"orientation": "h"},
+                      title=f"{res.source}: {n} samples moved ({res.kind})",
+                      scene={"xaxis_title": emb.axis_names[0], "yaxis_title": emb.axis_names[1],
+                             "zaxis_title": emb.axis_names[2]})
+    return fig
+
+
+def volcano(table: pd.DataFrame, *, highlight: str | None = None) -> go.Figure:
+    """Effect (in SDs of each target) vs score, significant pairs in colour."""
+    fig = go.Figure()
+    for sig, colour in ((False, plots.NA_COLOR), (True, plots.PALETTE[1])):
+        part = table[table["significant"] == sig]
+        fig.add_trace(go.Scattergl(
+            x=part["effect_std"], y=part["score"], mode="markers",
+            name="significant" if sig else "not significant",
+            marker={"size": 5, "color": colour}, text=part["target"],
+            hovertemplate="%{text}<br>effect %{x:.3g} SD<br>score %{y:.3g}<extra></extra>"))
+    if highlight is not None and highlight in set(table["target"]):
+        row = table[table["target"] == highlight].iloc[0]
+        fig.add_trace(go.Scattergl(x=[row["effect_std"]], y=[row["score"]], mode="markers",
+                                   name=highlight, marker={"size": 12, "symbol": "circle-open",
+                                                           "color": "black"}))
+    fig.update_layout(**plots._LAYOUT, height=380, title="Volcano",
+                      xaxis_title="effect (SD of the target)", yaxis_title="score")
+    return fig
+
+
+def before_after(before: np.ndarray, after: np.ndarray, *, target: str) -> go.Figure:
+    """Distribution of a target's decoded value before / after (mean over refits per sample),
+    with the per-refit spread of the mean shown in the title.
+
+    before, after: (n_refits, n_pert).
+    """
+    b, a = np.nanmean(before, axis=0), np.nanmean(after, axis=0)
+    shift = np.nanmean(after - before, axis=1)  # per refit
+    fig = go.Figure()
+    fig.add_trace(go.Histogram(x=b, name="before", opacity=0.6, marker_color=plots.PALETTE[0]))
+    fig.add_trace(go.Histogram(x=a, name="after", opacity=0.6, marker_color=plots.PALETTE[1]))
+    fig.update_layout(**plots._LAYOUT, height=380, barmode="overlay", xaxis_title=target,
+                      title=f"{target}: mean change {np.nanmean(shift):+.3g} "
+                            f"(refits {np.nanmin(shift):+.3g} .. {np.nanmax(shift):+.3g})")
+    return fig
+
+
+def displacement_frame(res) -> pd.DataFrame:
+    """Per perturbed sample and refit: |Δz| and the latent displacement (long format)."""
+    n_refits, n, k = res.displacement.shape
+    frame = pd.DataFrame(res.displacement.reshape(-1, k), columns=[f"dz{i + 1}" for i in range(k)])
+    frame.insert(0, "refit", np.repeat(np.arange(n_refits), n))
+    frame.insert(0, "sample", np.tile(res.obs_names, n_refits))
+    frame["norm"] = np.linalg.norm(res.displacement.reshape(-1, k), axis=1)
+    return frame

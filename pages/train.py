@@ -1,0 +1,69 @@
+"""Train: configure a model, launch a background job, watch it live, compare runs."""
+
+import streamlit as st
+
+from dashboard import cache, plots, state, train_parts, training
+from dashboard.settings import get_settings
+
+settings = get_settings()
+st.title("Train")
+dataset = state.dataset()
+if not dataset:
+    st.info("Choose a dataset in the sidebar first.")
+    st.stop()
+version = cache.dataset_version(dataset, settings.upload_dir)
+mdata = cache.load_dataset(
+    dataset,
+    upload_dir=str(settings.upload_dir),
+    version=version,
+    max_file_bytes=settings.max_upload_bytes,
+)
+
+with st.expander(
+    f"New run on **{dataset}**", icon=":material/add_circle:", expanded=not state.run()
+):
+    train_parts.new_run_form(dataset, mdata, settings)
+
+if run_name := state.run():
+    train_parts.live_panel(run_name, settings.runs_dir / run_name)
+
+st.subheader("All runs")
+runs = cache.list_runs(settings.runs_dir)
+if runs.empty:
+    st.info("No runs yet: train one above.")
+    st.stop()
+columns = [
+    c
+    for c in ("name", "state", "model", "data", "n_latent", "epoch", "val_loss", "seconds", "error")
+    if c in runs
+]
+st.dataframe(
+    runs[columns],
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "val_loss": st.column_config.NumberColumn("val. loss", format="%.4g"),
+        "seconds": st.column_config.NumberColumn("seconds", format="%.0f"),
+    },
+)
+
+compare = st.multiselect(
+    "Compare runs (loss curves overlaid)", list(runs["name"]), key=state.TRAIN_COMPARE
+)
+if compare:
+    histories = {}
+    for name in compare:
+        hist = training.read_history(settings.runs_dir / name)
+        if len(hist):
+            histories[name] = hist[hist["refit"] == 0] if "refit" in hist else hist
+    terms = sorted(
+        {t for h in histories.values() for t in training.loss_terms(h)},
+        key=lambda t: (t != "total", t != "kl", t),
+    )
+    chosen = st.multiselect(
+        "Loss terms",
+        terms,
+        default=[t for t in ("total", "kl") if t in terms],
+        key=state.TRAIN_TERM,
+    )
+    st.plotly_chart(plots.loss_curves(histories, terms=chosen), key="compare_curves")
