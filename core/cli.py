@@ -41,7 +41,9 @@ def parse_assignments(items: Sequence[str] | None, *, flag: str) -> dict[str, st
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
-            raise InputError(f"{flag} expects KEY=VALUE, got {item!r}; for example {flag} rna=counts")
+            raise InputError(
+                f"{flag} expects KEY=VALUE, got {item!r}; for example {flag} rna=counts"
+            )
         out[key.strip()] = value.strip()
     return out
 
@@ -92,8 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beta", type=float, default=1.0, metavar="B", help="KL weight (beta-VAE)")
     p.add_argument("--refits", type=int, default=1, metavar="K", help="ensemble refits (seeds)")
     p.add_argument("--seed", type=int, default=0, metavar="S")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
-                   help="any other training/model config field, e.g. --set batch_size=256")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="any other training/model config field, e.g. --set batch_size=256",
+    )
     _add_json(p)
 
     p = sub.add_parser("encode", help="write posterior means of a run's latent space to CSV")
@@ -113,8 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", metavar="coords.csv", help="also write the coordinates to CSV")
     # (EMBED helper) method parameters, values parsed as JSON when possible
-    p.add_argument("--param", action="append", metavar="KEY=VALUE",
-                   help="method parameter, e.g. --param n_neighbors=30 --param min_dist=0.3")
+    p.add_argument(
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="method parameter, e.g. --param n_neighbors=30 --param min_dist=0.3",
+    )
     _add_json(p)
 
     p = sub.add_parser("perturb", help="perturb input features and find the features that respond")
@@ -122,8 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--feature", metavar="MOD:FEATURE")
     target.add_argument("--screen", metavar="MOD", help="perturb every feature of a modality")
-    p.add_argument("--kind", default=None,
-                   choices=["plus_std", "minus_std", "min", "max", "set", "shift"])
+    p.add_argument(
+        "--kind", default=None, choices=["plus_std", "minus_std", "min", "max", "set", "shift"]
+    )
     p.add_argument("--value", type=float, metavar="V", help="value for set, k for shift")
     p.add_argument("--subset", metavar="COL=VALUE", help="perturb only these samples")
     p.add_argument("--method", default="bayes", choices=["bayes", "ttest", "ks"])
@@ -136,8 +148,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, required=True, metavar="N")
     p.add_argument("--mode", default="posterior", choices=["prior", "posterior"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, metavar="PATH",
-                   help=".h5ad (one modality), .h5mu, or a directory of CSVs (no extension)")
+    # generation options (added by the GENERATE helper; defaults as in core.generate.generate)
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        metavar="T",
+        help="latent spread: z ~ N(0, T^2 I) (prior) or N(mu, T^2 var) (posterior)",
+    )
+    p.add_argument(
+        "--output",
+        default="sample",
+        choices=["sample", "mean"],
+        help="draws from the likelihood (counts stay integers) or its mean",
+    )
+    p.add_argument(
+        "--noise",
+        default="model",
+        choices=["model", "calibrated"],
+        help="likelihood noise: the decoder's own, or re-estimated on training data",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="PATH",
+        help=".h5ad (one modality), .h5mu, or a directory of CSVs (no extension)",
+    )
     _add_json(p)
 
     p = sub.add_parser("evaluate", help="quality report: synthetic vs held-out real data")
@@ -158,8 +194,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)  # argparse itself exits 2 on unknown options
     try:
         text, payload = _handler(args.command)(args)
-    except (InputError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
-            PermissionError) as exc:
+    except (
+        InputError,
+        FileNotFoundError,
+        IsADirectoryError,
+        NotADirectoryError,
+        PermissionError,
+    ) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -30,7 +30,9 @@ CHUNK = 4096
 
 def _check_refit(run, refit: int) -> None:
     if not 0 <= int(refit) < max(run.n_refits, 1):
-        raise InputError(f"run {run.name!r} has {run.n_refits} refit(s); refit {refit} is out of range")
+        raise InputError(
+            f"run {run.name!r} has {run.n_refits} refit(s); refit {refit} is out of range"
+        )
 
 
 def _cond_matrix(run, cond, n: int) -> np.ndarray:
@@ -55,7 +57,7 @@ def _tensor_data(run, tens, cond: np.ndarray):
 
     from core.train import TensorData
 
-    return TensorData(tens, cond, device=torch.device("cpu"))
+    return TensorData(tens, cond, device=torch.device("cpu"), loss_constants=False)
 
 
 def _posterior(run, data, *, refit: int, modalities: Sequence[str] | None = None):
@@ -79,8 +81,13 @@ def _posterior(run, data, *, refit: int, modalities: Sequence[str] | None = None
     return np.concatenate(means), np.concatenate(vars_)
 
 
-def encode(run, mdata, *, refit: int = 0, modalities: Sequence[str] | None = None,
-           ) -> tuple[np.ndarray, np.ndarray]:
+def encode(
+    run,
+    mdata,
+    *,
+    refit: int = 0,
+    modalities: Sequence[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Posterior mean and variance, each (n_obs, n_latent), rows = mdata.obs_names.
 
     Uses the modalities each sample has (product of experts); ``modalities`` restricts the
@@ -89,15 +96,25 @@ def encode(run, mdata, *, refit: int = 0, modalities: Sequence[str] | None = Non
     _check_refit(run, refit)
     pre = run.preprocessor
     pre.check_features(mdata, run_name=run.name)
-    data = _tensor_data(run, pre.tensors(mdata), _cond_matrix(run, mdata.obs, mdata.n_obs)
-                        if run.conditions else np.zeros((mdata.n_obs, 0), np.float32))
+    data = _tensor_data(
+        run,
+        pre.tensors(mdata),
+        _cond_matrix(run, mdata.obs, mdata.n_obs)
+        if run.conditions
+        else np.zeros((mdata.n_obs, 0), np.float32),
+    )
     _check_modalities(run, modalities)
     return _posterior(run, data, refit=refit, modalities=modalities)
 
 
-def encode_arrays(run, arrays: Mapping[str, np.ndarray], *, obs: pd.DataFrame | None = None,
-                  refit: int = 0, modalities: Sequence[str] | None = None,
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def encode_arrays(
+    run,
+    arrays: Mapping[str, np.ndarray],
+    *,
+    obs: pd.DataFrame | None = None,
+    refit: int = 0,
+    modalities: Sequence[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Like :func:`encode` for raw matrices in DATA units: {mod: (n, n_vars_input)} with the
     run's input features in order (``run.preprocessor.transforms[mod].var_names``); an all-NaN
     row means the sample lacks that modality. ``obs`` (n rows) holds condition columns.
@@ -106,8 +123,9 @@ def encode_arrays(run, arrays: Mapping[str, np.ndarray], *, obs: pd.DataFrame | 
     _check_refit(run, refit)
     unknown = [m for m in arrays if m not in run.modalities]
     if unknown:
-        raise InputError(f"run {run.name!r} has no modality {unknown[0]!r}; it has "
-                         f"{', '.join(run.modalities)}")
+        raise InputError(
+            f"run {run.name!r} has no modality {unknown[0]!r}; it has {', '.join(run.modalities)}"
+        )
     tens = run.preprocessor.tensors_from_arrays(arrays)
     n = len(next(iter(tens.values())).x)
     data = _tensor_data(run, tens, _cond_matrix(run, obs, n))
@@ -118,13 +136,21 @@ def encode_arrays(run, arrays: Mapping[str, np.ndarray], *, obs: pd.DataFrame | 
 def _check_modalities(run, modalities) -> None:
     for m in modalities or []:
         if m not in run.modalities:
-            raise InputError(f"run {run.name!r} has no modality {m!r}; it has "
-                             f"{', '.join(run.modalities)}")
+            raise InputError(
+                f"run {run.name!r} has no modality {m!r}; it has {', '.join(run.modalities)}"
+            )
 
 
-def _decode_tensors(run, z: np.ndarray, cond: np.ndarray, library: Mapping[str, np.ndarray],
-                    *, refit: int, space: Space, modalities: Sequence[str] | None = None,
-                    ) -> dict[str, np.ndarray]:
+def _decode_tensors(
+    run,
+    z: np.ndarray,
+    cond: np.ndarray,
+    library: Mapping[str, np.ndarray],
+    *,
+    refit: int,
+    space: Space,
+    modalities: Sequence[str] | None = None,
+) -> dict[str, np.ndarray]:
     import torch
 
     if space not in ("data", "input"):
@@ -134,8 +160,9 @@ def _decode_tensors(run, z: np.ndarray, cond: np.ndarray, library: Mapping[str, 
     mods = list(modalities or model.decoded)
     z = np.asarray(z, dtype=np.float32)
     if z.ndim != 2 or z.shape[1] != model.n_latent:
-        raise InputError(f"z must have shape (n, {model.n_latent}) for run {run.name!r}, got "
-                         f"{z.shape}")
+        raise InputError(
+            f"z must have shape (n, {model.n_latent}) for run {run.name!r}, got {z.shape}"
+        )
     parts: dict[str, list] = {m: [] for m in mods}
     with torch.no_grad():
         for sl in np.array_split(np.arange(len(z)), max(1, int(np.ceil(len(z) / CHUNK)))):
@@ -143,8 +170,10 @@ def _decode_tensors(run, z: np.ndarray, cond: np.ndarray, library: Mapping[str, 
                 continue
             zt = torch.as_tensor(z[sl])
             ct = torch.as_tensor(cond[sl]) if cond.shape[1] else None
-            lib = {m: torch.as_tensor(np.asarray(v, np.float32)[sl].reshape(-1, 1))
-                   for m, v in library.items()}
+            lib = {
+                m: torch.as_tensor(np.asarray(v, np.float32)[sl].reshape(-1, 1))
+                for m, v in library.items()
+            }
             params = model.decode(zt, ct, lib, modalities=mods)
             vals = model.input_means(params) if space == "input" else model.means(params)
             for m in mods:
@@ -152,8 +181,11 @@ def _decode_tensors(run, z: np.ndarray, cond: np.ndarray, library: Mapping[str, 
     out = {}
     for m in mods:
         width = pre.transforms[m].n_in if space == "input" else None
-        arr = (np.concatenate(parts[m]) if parts[m] else
-               np.zeros((0, width or pre.transforms[m].n_in), np.float32))
+        arr = (
+            np.concatenate(parts[m])
+            if parts[m]
+            else np.zeros((0, width or pre.transforms[m].n_in), np.float32)
+        )
         out[m] = arr if space == "input" else pre.transforms[m].inverse_transform(arr)
     return out
 
@@ -171,10 +203,16 @@ def _library(run, library, n: int) -> dict[str, np.ndarray]:
     return out
 
 
-def decode(run, z: np.ndarray, *, cond: pd.DataFrame | Mapping | None = None, refit: int = 0,
-           library: Mapping[str, np.ndarray | float] | float | None = None,
-           space: Space = "data", modalities: Sequence[str] | None = None,
-           ) -> dict[str, np.ndarray]:
+def decode(
+    run,
+    z: np.ndarray,
+    *,
+    cond: pd.DataFrame | Mapping | None = None,
+    refit: int = 0,
+    library: Mapping[str, np.ndarray | float] | float | None = None,
+    space: Space = "data",
+    modalities: Sequence[str] | None = None,
+) -> dict[str, np.ndarray]:
     """Likelihood means for latent points z (n, n_latent) -> {mod: (n, n_features)}.
 
     cond: DataFrame with the run's condition columns (n rows) or {column: value} for all rows
@@ -186,12 +224,24 @@ def decode(run, z: np.ndarray, *, cond: pd.DataFrame | Mapping | None = None, re
     _check_modalities(run, modalities)
     z = np.asarray(z, dtype=np.float32)
     n = len(z)
-    return _decode_tensors(run, z, _cond_matrix(run, cond, n), _library(run, library, n),
-                           refit=refit, space=space, modalities=modalities)
+    return _decode_tensors(
+        run,
+        z,
+        _cond_matrix(run, cond, n),
+        _library(run, library, n),
+        refit=refit,
+        space=space,
+        modalities=modalities,
+    )
 
 
-def reconstruct(run, mdata, *, refit: int = 0, space: Space = "data",
-                ) -> dict[str, np.ndarray]:
+def reconstruct(
+    run,
+    mdata,
+    *,
+    refit: int = 0,
+    space: Space = "data",
+) -> dict[str, np.ndarray]:
     """Decode each sample's posterior mean with its own conditions and library.
 
     Returns {mod: (n_obs, n_features)} rows aligned to mdata.obs_names; rows of samples that
@@ -201,8 +251,11 @@ def reconstruct(run, mdata, *, refit: int = 0, space: Space = "data",
     pre = run.preprocessor
     pre.check_features(mdata, run_name=run.name)
     tens = pre.tensors(mdata)
-    cond = (_cond_matrix(run, mdata.obs, mdata.n_obs) if run.conditions
-            else np.zeros((mdata.n_obs, 0), np.float32))
+    cond = (
+        _cond_matrix(run, mdata.obs, mdata.n_obs)
+        if run.conditions
+        else np.zeros((mdata.n_obs, 0), np.float32)
+    )
     data = _tensor_data(run, tens, cond)
     mean, _ = _posterior(run, data, refit=refit)
     library = {m: v.library.reshape(-1) for m, v in tens.items() if v.library is not None}
@@ -214,8 +267,9 @@ def reconstruct(run, mdata, *, refit: int = 0, space: Space = "data",
     return out
 
 
-def translate(run, mdata, *, source: str | Sequence[str], target: str, refit: int = 0,
-              space: Space = "data") -> np.ndarray:
+def translate(
+    run, mdata, *, source: str | Sequence[str], target: str, refit: int = 0, space: Space = "data"
+) -> np.ndarray:
     """Predict modality ``target`` from modality ``source`` alone: (n_obs, n_target_features).
 
     The posterior uses only the source encoder(s); counts targets use the training median
@@ -229,12 +283,22 @@ def translate(run, mdata, *, source: str | Sequence[str], target: str, refit: in
     pre = run.preprocessor
     pre.check_features(mdata, run_name=run.name)
     tens = pre.tensors(mdata)
-    cond = (_cond_matrix(run, mdata.obs, mdata.n_obs) if run.conditions
-            else np.zeros((mdata.n_obs, 0), np.float32))
+    cond = (
+        _cond_matrix(run, mdata.obs, mdata.n_obs)
+        if run.conditions
+        else np.zeros((mdata.n_obs, 0), np.float32)
+    )
     data = _tensor_data(run, tens, cond)
     mean, _ = _posterior(run, data, refit=refit, modalities=sources)
-    out = _decode_tensors(run, mean, cond, _library(run, None, mdata.n_obs), refit=refit,
-                          space=space, modalities=[target])[target].astype(np.float32)
+    out = _decode_tensors(
+        run,
+        mean,
+        cond,
+        _library(run, None, mdata.n_obs),
+        refit=refit,
+        space=space,
+        modalities=[target],
+    )[target].astype(np.float32)
     has_source = np.any([tens[m].present for m in sources], axis=0)
     out[~has_source] = np.nan
     return out
@@ -243,9 +307,11 @@ def translate(run, mdata, *, source: str | Sequence[str], target: str, refit: in
 def latent_frame(run, mdata, *, refit: int = 0) -> pd.DataFrame:
     """Posterior means as a DataFrame: index = sample ids, columns z0..z{n_latent-1}."""
     mean, _ = encode(run, mdata, refit=refit)
-    return pd.DataFrame(mean, index=pd.Index(np.asarray(mdata.obs_names, dtype=str),
-                                             name="sample"),
-                        columns=[f"z{i}" for i in range(mean.shape[1])])
+    return pd.DataFrame(
+        mean,
+        index=pd.Index(np.asarray(mdata.obs_names, dtype=str), name="sample"),
+        columns=[f"z{i}" for i in range(mean.shape[1])],
+    )
 
 
 def encode_command(args) -> tuple[str, dict]:
@@ -267,5 +333,21 @@ def encode_command(args) -> tuple[str, dict]:
         raise InputError(f"output folder {out.parent} does not exist; create it first")
     write_text_atomic(out, df.to_csv())
     text = f"wrote {len(df)} samples x {df.shape[1]} latent dimensions of run {run.name} to {out}"
-    return text, {"run": str(run.path), "out": str(out), "n_obs": len(df),
-                  "n_latent": int(df.shape[1])}
+    return text, {
+        "run": str(run.path),
+        "out": str(out),
+        "n_obs": len(df),
+        "n_latent": int(df.shape[1]),
+    }
+
+
+def store_latent(run, mdata, *, refit: int = 0, key_added: str = "X_vae") -> None:
+    """Write posterior means into ``mdata.obsm[key_added]`` (n_obs, n_latent) and the settings
+    into ``mdata.uns[key_added]`` ({"run", "refit", "n_latent"}). Modifies mdata in place."""
+    mean, _ = encode(run, mdata, refit=refit)
+    mdata.obsm[key_added] = mean
+    mdata.uns[key_added] = {
+        "run": str(run.name),
+        "refit": int(refit),
+        "n_latent": int(run.n_latent),
+    }

@@ -26,6 +26,7 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
+from core.errors import InputError
 from core.likelihoods import make_head
 
 ModelName = Literal["vae", "cvae", "multivae", "translator"]
@@ -36,8 +37,9 @@ MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
 TOTAL = "total"
 KL = "kl"
 RECON_PREFIX = "recon_"
-BATCH_KEYS = ("x", "target", "present", "library", "mask", "cond")
+BATCH_KEYS = ("x", "target", "present", "library", "mask", "cond", "log_factorial")
 LOGVAR_MIN, LOGVAR_MAX = -12.0, 8.0
+EPS_PREC = 1e-6  # precision floor of the product of experts without a prior expert
 
 
 @dataclass
@@ -63,8 +65,6 @@ class ModelConfig:
     translator_target: str | None = None
 
     def __post_init__(self) -> None:
-        from core.errors import InputError
-
         if self.model not in MODEL_NAMES:
             raise InputError(f"model must be one of {', '.join(MODEL_NAMES)}, got {self.model!r}")
         if self.translator_scheme not in get_args(TranslatorScheme):
@@ -93,13 +93,21 @@ class ModalitySpec:
     n_levels: tuple[int, ...] = ()  # categorical only
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "n_in": self.n_in, "n_out": self.n_out,
-                "n_levels": list(self.n_levels)}
+        return {
+            "kind": self.kind,
+            "n_in": self.n_in,
+            "n_out": self.n_out,
+            "n_levels": list(self.n_levels),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping) -> ModalitySpec:
-        return cls(str(d["kind"]), int(d["n_in"]), int(d["n_out"]),
-                   tuple(int(k) for k in d.get("n_levels", ())))
+        return cls(
+            str(d["kind"]),
+            int(d["n_in"]),
+            int(d["n_out"]),
+            tuple(int(k) for k in d.get("n_levels", ())),
+        )
 
 
 def mlp(n_in: int, n_hidden: int, n_layers: int, dropout: float) -> nn.Sequential:
@@ -121,8 +129,9 @@ def mlp(n_in: int, n_hidden: int, n_layers: int, dropout: float) -> nn.Sequentia
 class Encoder(nn.Module):
     """(n, n_in + n_cond) -> posterior expert mean (n, n_latent), log-variance (n, n_latent)."""
 
-    def __init__(self, n_in: int, n_latent: int, *, n_hidden: int, n_layers: int,
-                 dropout: float) -> None:
+    def __init__(
+        self, n_in: int, n_latent: int, *, n_hidden: int, n_layers: int, dropout: float
+    ) -> None:
         super().__init__()
         self.body = mlp(n_in, n_hidden, n_layers, dropout)
         self.mean = nn.Linear(n_hidden, n_latent)
@@ -136,8 +145,9 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """(n, n_latent + n_cond) -> distribution parameters of one modality (see likelihoods)."""
 
-    def __init__(self, spec: ModalitySpec, n_latent: int, *, n_hidden: int, n_layers: int,
-                 dropout: float) -> None:
+    def __init__(
+        self, spec: ModalitySpec, n_latent: int, *, n_hidden: int, n_layers: int, dropout: float
+    ) -> None:
         super().__init__()
         self.body = mlp(n_latent, n_hidden, n_layers, dropout)
         self.head = make_head(spec.kind, n_hidden, n_out=spec.n_out, n_levels=spec.n_levels)
@@ -157,8 +167,13 @@ class MultiVAE(nn.Module):
     specs: {modality: ModalitySpec}; n_cond: width of the condition vector (0 = unconditional).
     """
 
-    def __init__(self, specs: Mapping[str, ModalitySpec], *, n_cond: int = 0,
-                 config: ModelConfig | None = None) -> None:
+    def __init__(
+        self,
+        specs: Mapping[str, ModalitySpec],
+        *,
+        n_cond: int = 0,
+        config: ModelConfig | None = None,
+    ) -> None:
         super().__init__()
         config = config or ModelConfig()
         if not specs:
@@ -182,9 +197,11 @@ class MultiVAE(nn.Module):
         self.phase = "target" if self.scheme == "frozen_target" else "joint"
         kw = {"n_hidden": config.n_hidden, "n_layers": config.n_layers, "dropout": config.dropout}
         self.encoders = nn.ModuleDict(
-            {m: Encoder(s.n_in + self.n_cond, self.n_latent, **kw) for m, s in specs.items()})
+            {m: Encoder(s.n_in + self.n_cond, self.n_latent, **kw) for m, s in specs.items()}
+        )
         self.decoders = nn.ModuleDict(
-            {m: Decoder(self.specs[m], self.n_latent + self.n_cond, **kw) for m in self.decoded})
+            {m: Decoder(self.specs[m], self.n_latent + self.n_cond, **kw) for m in self.decoded}
+        )
         self.weights = {m: float(config.modality_weights.get(m, 1.0)) for m in self.modalities}
 
     # -- contract --------------------------------------------------------------------------
@@ -195,15 +212,22 @@ class MultiVAE(nn.Module):
             raise ValueError(f"this model needs a condition tensor of width {self.n_cond}")
         return torch.cat([t, cond], dim=-1)
 
-    def experts(self, x: Mapping[str, torch.Tensor], cond: torch.Tensor | None = None,
-                modalities: Sequence[str] | None = None) -> dict[str, tuple]:
+    def experts(
+        self,
+        x: Mapping[str, torch.Tensor],
+        cond: torch.Tensor | None = None,
+        modalities: Sequence[str] | None = None,
+    ) -> dict[str, tuple]:
         """Per-modality posterior experts {mod: (mean, logvar)}, each (n, n_latent)."""
         mods = modalities or [m for m in self.modalities if m in x]
         return {m: self.encoders[m](self._with_cond(x[m], cond)) for m in mods}
 
-    def encode(self, x: Mapping[str, torch.Tensor], cond: torch.Tensor | None = None,
-               present: Mapping[str, torch.Tensor] | None = None,
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self,
+        x: Mapping[str, torch.Tensor],
+        cond: torch.Tensor | None = None,
+        present: Mapping[str, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior q(z | available modalities): mean (n, n_latent) and variance (n, n_latent).
 
         x: {mod: (n, n_in)} for any subset of modalities; present: {mod: (n,)} 0/1 (default:
@@ -212,8 +236,8 @@ class MultiVAE(nn.Module):
         ex = self.experts(x, cond)
         if not ex:
             raise ValueError("encode needs at least one modality")
-        if len(ex) == 1 and not self.prior_expert and present is None:
-            (mu, logvar), = ex.values()
+        if len(ex) == 1 and not self.prior_expert:  # plain VAE: the encoder is the posterior
+            ((mu, logvar),) = ex.values()
             return mu, logvar.exp()
         first = next(iter(ex.values()))[0]
         precision = torch.full_like(first, 1.0 if self.prior_expert else EPS_PREC)
@@ -226,9 +250,13 @@ class MultiVAE(nn.Module):
             weighted = weighted + prec * mu
         return weighted / precision, 1.0 / precision
 
-    def decode(self, z: torch.Tensor, cond: torch.Tensor | None = None,
-               library: Mapping[str, torch.Tensor] | None = None,
-               modalities: Sequence[str] | None = None) -> dict[str, dict]:
+    def decode(
+        self,
+        z: torch.Tensor,
+        cond: torch.Tensor | None = None,
+        library: Mapping[str, torch.Tensor] | None = None,
+        modalities: Sequence[str] | None = None,
+    ) -> dict[str, dict]:
         """Distribution parameters per modality from z (n, n_latent); see core.likelihoods.
 
         library: {counts modality: (n, 1) library size}; absent -> 1 (means are proportions).
@@ -238,8 +266,10 @@ class MultiVAE(nn.Module):
         mods = modalities or self.decoded
         missing = [m for m in mods if m not in self.decoders]
         if missing:
-            raise ValueError(f"this model has no decoder for {missing[0]!r}; it decodes "
-                             f"{', '.join(self.decoded)}")
+            raise ValueError(
+                f"this model has no decoder for {missing[0]!r}; it decodes "
+                f"{', '.join(self.decoded)}"
+            )
         return {m: self.decoders[m](zc, library.get(m)) for m in mods}
 
     def means(self, params: Mapping[str, dict]) -> dict[str, torch.Tensor]:
@@ -255,12 +285,14 @@ class MultiVAE(nn.Module):
         out = {}
         for m, p in params.items():
             mask = (batch.get("mask") or {}).get(m)
-            nll = self.decoders[m].head.nll(p, batch["target"][m], mask)
+            const = (batch.get("log_factorial") or {}).get(m)
+            nll = self.decoders[m].head.nll(p, batch["target"][m], mask, const)
             out[m] = nll * batch["present"][m].to(nll.dtype)
         return out
 
-    def loss(self, batch: Mapping, *, kl_weight: float = 1.0,
-             generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def loss(
+        self, batch: Mapping, *, kl_weight: float = 1.0, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """Negative ELBO terms, averaged over the batch (scalars).
 
         total = sum_m w_m E_q[-log p(x_m | z, c)] + kl_weight * KL(q(z | x, c) || N(0, I)),
@@ -298,8 +330,14 @@ class MultiVAE(nn.Module):
             total = total + self.weights[m] * terms[f"{RECON_PREFIX}{m}"]
         return {TOTAL: total, KL: kl, **terms}
 
-    def _pairs_loss(self, batch: Mapping, sources: Sequence[str], targets: Sequence[str],
-                    kl_weight: float, generator: torch.Generator | None) -> dict:
+    def _pairs_loss(
+        self,
+        batch: Mapping,
+        sources: Sequence[str],
+        targets: Sequence[str],
+        kl_weight: float,
+        generator: torch.Generator | None,
+    ) -> dict:
         """Sum over sources s of the ELBO of every target decoded from q(z | x_s) alone."""
         cond = batch.get("cond")
         recon = {t: 0.0 for t in targets}
@@ -307,10 +345,10 @@ class MultiVAE(nn.Module):
         for s in sources:
             w = batch["present"][s]
             mean, var = self.encode({s: batch["x"][s]}, cond, {s: w})
-            eps = torch.randn(mean.shape, generator=generator, device=mean.device,
-                              dtype=mean.dtype)
-            params = self.decode(mean + var.sqrt() * eps, cond, batch.get("library"),
-                                 modalities=targets)
+            eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            params = self.decode(
+                mean + var.sqrt() * eps, cond, batch.get("library"), modalities=targets
+            )
             nll = self.reconstruction_nll(params, batch)
             for t in targets:
                 recon[t] = recon[t] + (nll[t] * w).mean()
@@ -334,8 +372,9 @@ class MultiVAE(nn.Module):
             for p in self.encoders[self.target].parameters():
                 p.requires_grad_(not frozen)
 
-    def _drop_modalities(self, present: Mapping[str, torch.Tensor],
-                         generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+    def _drop_modalities(
+        self, present: Mapping[str, torch.Tensor], generator: torch.Generator | None
+    ) -> dict[str, torch.Tensor]:
         """Hide each present modality with prob modality_dropout, keeping at least one."""
         mods = self.modalities
         pres = torch.stack([present[m].float() for m in mods], dim=1)  # (n, n_mod)
@@ -349,20 +388,21 @@ class MultiVAE(nn.Module):
         return {m: keep[:, i] for i, m in enumerate(mods)}
 
     @torch.no_grad()
-    def sample(self, n: int, *, cond: torch.Tensor | None = None,
-               library: Mapping[str, torch.Tensor] | None = None,
-               generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+    def sample(
+        self,
+        n: int,
+        *,
+        cond: torch.Tensor | None = None,
+        library: Mapping[str, torch.Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, dict]:
         """Draw z ~ N(0, I) (n, n_latent) and decode: returns (z, {mod: params})."""
         device = next(self.parameters()).device
         z = torch.randn((n, self.n_latent), generator=generator, device=device)
         return z, self.decode(z, cond, library)
 
 
-EPS_PREC = 1e-6
-
-
-def build_model(specs: Mapping[str, ModalitySpec], *, n_cond: int,
-                config: ModelConfig) -> MultiVAE:
+def build_model(specs: Mapping[str, ModalitySpec], *, n_cond: int, config: ModelConfig) -> MultiVAE:
     """The model for a config (every variant is a MultiVAE; see the module docstring)."""
     return MultiVAE(specs, n_cond=n_cond, config=config)
 

@@ -59,7 +59,9 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         if self.n_top_genes is not None and int(self.n_top_genes) < 1:
-            raise InputError(f"n_top_genes must be a positive integer or None, got {self.n_top_genes}")
+            raise InputError(
+                f"n_top_genes must be a positive integer or None, got {self.n_top_genes}"
+            )
         if not 0 < float(self.proportion_eps) < 0.5:
             raise InputError(f"proportion_eps must be in (0, 0.5), got {self.proportion_eps}")
         for mod, how in self.continuous.items():
@@ -88,7 +90,9 @@ class Encoded:
 def _as_float(X: Any, what: str) -> np.ndarray:
     arr = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
     if arr.ndim != 2:
-        raise InputError(f"{what}: expected a 2-D matrix (samples x features), got shape {arr.shape}")
+        raise InputError(
+            f"{what}: expected a 2-D matrix (samples x features), got shape {arr.shape}"
+        )
     return arr
 
 
@@ -211,16 +215,23 @@ class CountsTransform(ModalityTransform):
         counts = np.nan_to_num(counts, nan=0.0)
         lib = counts.sum(axis=1, keepdims=True)
         x = np.log1p(counts / np.maximum(lib, 1.0) * SCALE_FACTOR)
-        return Encoded(x.astype(np.float32), counts.astype(np.float32),
-                       np.maximum(lib, 1.0).astype(np.float32), mask)
+        return Encoded(
+            x.astype(np.float32),
+            counts.astype(np.float32),
+            np.maximum(lib, 1.0).astype(np.float32),
+            mask,
+        )
 
     def inverse_transform(self, mean: np.ndarray) -> np.ndarray:
         """Decoder mean counts (n, n_features) -> counts (identity; already data units)."""
         return np.asarray(mean, dtype=np.float32)
 
     def state(self) -> dict:
-        return {**super().state(), "n_top_genes": self.n_top_genes,
-                "median_library": self.median_library}
+        return {
+            **super().state(),
+            "n_top_genes": self.n_top_genes,
+            "median_library": self.median_library,
+        }
 
     def _load(self, state: Mapping) -> None:
         super()._load(state)
@@ -353,8 +364,9 @@ class CategoricalTransform(ModalityTransform):
 
     kind = "categorical"
 
-    def __init__(self, var_names: Sequence[str], *,
-                 categories: Mapping[str, Sequence[str]] | None = None) -> None:
+    def __init__(
+        self, var_names: Sequence[str], *, categories: Mapping[str, Sequence[str]] | None = None
+    ) -> None:
         super().__init__(var_names)
         categories = categories or {}
         self.levels = [[str(x) for x in categories.get(v, [])] for v in self.var_names]
@@ -384,8 +396,9 @@ class CategoricalTransform(ModalityTransform):
         _check_n_vars(X, len(self.var_names), "categorical")
         codes = X[:, self.keep]
         n_levels = self.n_levels
-        bad = (~np.isnan(codes)) & ((codes < 0) | (codes >= np.asarray(n_levels)[None, :])
-                                    | (codes != np.round(codes)))
+        bad = (~np.isnan(codes)) & (
+            (codes < 0) | (codes >= np.asarray(n_levels)[None, :]) | (codes != np.round(codes))
+        )
         if bad.any():
             r, c = np.argwhere(bad)[0]
             raise InputError(
@@ -405,7 +418,7 @@ class CategoricalTransform(ModalityTransform):
         """(n, sum(levels)) concatenated probabilities -> {feature: (n, n_levels)}."""
         out, offset = {}, 0
         for name, k in zip(self.features, self.n_levels, strict=True):
-            out[name] = np.asarray(probs[:, offset:offset + k])
+            out[name] = np.asarray(probs[:, offset : offset + k])
             offset += k
         return out
 
@@ -423,8 +436,14 @@ class CategoricalTransform(ModalityTransform):
         self.levels = [[str(x) for x in lv] for lv in state["levels"]]
 
 
-def make_transform(kind: str, var_names: Sequence[str], *, config: PreprocessConfig,
-                   modality: str, categories: Mapping | None = None) -> ModalityTransform:
+def make_transform(
+    kind: str,
+    var_names: Sequence[str],
+    *,
+    config: PreprocessConfig,
+    modality: str,
+    categories: Mapping | None = None,
+) -> ModalityTransform:
     """The transform for one modality of the given kind (not yet fitted)."""
     if kind == "counts":
         return CountsTransform(var_names, n_top_genes=config.n_top_genes)
@@ -480,15 +499,22 @@ class ConditionEncoder:
                 v = s.to_numpy(dtype=np.float64)
                 mean = float(np.nanmean(v)) if np.isfinite(v).any() else 0.0
                 sd = float(np.nanstd(v)) if np.isfinite(v).any() else 1.0
-                self.specs.append({"column": col, "type": "continuous", "mean": mean,
-                                   "sd": sd if sd > 1e-8 else 1.0})
+                self.specs.append(
+                    {
+                        "column": col,
+                        "type": "continuous",
+                        "mean": mean,
+                        "sd": sd if sd > 1e-8 else 1.0,
+                    }
+                )
             else:
                 labels = s.astype(str).where(s.notna(), NA_LEVEL)
                 levels = sorted(set(labels.tolist()))
                 if isinstance(s.dtype, pd.CategoricalDtype):
                     order = [str(c) for c in s.cat.categories]
                     levels = [c for c in order if c in set(levels)] + [
-                        c for c in levels if c not in set(order)]
+                        c for c in levels if c not in set(order)
+                    ]
                 if NA_LEVEL not in levels:
                     levels.append(NA_LEVEL)
                 self.specs.append({"column": col, "type": "categorical", "levels": levels})
@@ -597,8 +623,11 @@ class ModalityTensors:
 class Preprocessor:
     """All modalities of a dataset plus the condition encoder, fitted on the training samples."""
 
-    def __init__(self, transforms: Mapping[str, ModalityTransform],
-                 conditions: ConditionEncoder | None = None) -> None:
+    def __init__(
+        self,
+        transforms: Mapping[str, ModalityTransform],
+        conditions: ConditionEncoder | None = None,
+    ) -> None:
         self.transforms = dict(transforms)
         self.conditions = conditions or ConditionEncoder()
 
@@ -611,9 +640,15 @@ class Preprocessor:
         return {m: t.kind for m, t in self.transforms.items()}
 
     @classmethod
-    def fit(cls, mdata, *, train: np.ndarray | None = None, conditions: Sequence[str] = (),
-            config: PreprocessConfig | None = None,
-            modalities: Sequence[str] | None = None) -> Preprocessor:
+    def fit(
+        cls,
+        mdata,
+        *,
+        train: np.ndarray | None = None,
+        conditions: Sequence[str] = (),
+        config: PreprocessConfig | None = None,
+        modalities: Sequence[str] | None = None,
+    ) -> Preprocessor:
         """Fit on the samples where ``train`` (n_obs,) bool is True (all when None)."""
         config = config or PreprocessConfig()
         n_obs = mdata.n_obs
@@ -623,12 +658,19 @@ class Preprocessor:
         transforms: dict[str, ModalityTransform] = {}
         for mod in modalities or list(mdata.mod):
             if mod not in mdata.mod:
-                raise InputError(f"modality {mod!r} is not in the data; have {', '.join(mdata.mod)}")
+                raise InputError(
+                    f"modality {mod!r} is not in the data; have {', '.join(mdata.mod)}"
+                )
             adata = mdata.mod[mod]
             kind = str(adata.uns.get("kind", "continuous"))
             cats = adata.uns.get("categories")
-            t = make_transform(kind, list(adata.var_names), config=config, modality=mod,
-                               categories=dict(cats) if cats is not None else None)
+            t = make_transform(
+                kind,
+                list(adata.var_names),
+                config=config,
+                modality=mod,
+                categories=dict(cats) if cats is not None else None,
+            )
             X = aligned_matrix(mdata, mod)
             rows = train & present_mask(mdata, mod)
             if not rows.any():
@@ -638,14 +680,18 @@ class Preprocessor:
                 )
             t.fit(X[rows])
             transforms[mod] = t
-        enc = ConditionEncoder(conditions).fit(mdata.obs.iloc[np.nonzero(train)[0]]) \
-            if conditions else ConditionEncoder()
+        enc = (
+            ConditionEncoder(conditions).fit(mdata.obs.iloc[np.nonzero(train)[0]])
+            if conditions
+            else ConditionEncoder()
+        )
         if conditions:  # categorical levels seen only in val/test must not crash later
             full = ConditionEncoder(conditions).fit(mdata.obs)
             for spec, spec_full in zip(enc.specs, full.specs, strict=True):
                 if spec["type"] == "categorical":
                     spec["levels"] = spec["levels"] + [
-                        lv for lv in spec_full["levels"] if lv not in spec["levels"]]
+                        lv for lv in spec_full["levels"] if lv not in spec["levels"]
+                    ]
         return cls(transforms, enc)
 
     def check_features(self, mdata, *, run_name: str = "this run") -> None:
@@ -661,8 +707,11 @@ class Preprocessor:
             have = [str(v) for v in mdata.mod[mod].var_names]
             if have != t.var_names:
                 what = {"counts": "genes"}.get(t.kind, "features")
-                hint = ("the same features in another order" if sorted(have) == sorted(t.var_names)
-                        else f"{len(have)}")
+                hint = (
+                    "the same features in another order"
+                    if sorted(have) == sorted(t.var_names)
+                    else f"{len(have)}"
+                )
                 raise RunError(
                     f"Run {run_name!r} was trained on {len(t.var_names)} {what} in {mod!r} but "
                     f"this dataset has {hint}; choose the matching dataset (the one in the run's "
@@ -694,7 +743,14 @@ class Preprocessor:
             target[~pres] = 0.0
             if mask is not None:
                 mask[~pres] = 0.0
-            out[mod] = ModalityTensors(x, target, pres, enc.library, mask)
+            c = np.ascontiguousarray  # row gathers (mini-batches) need C order
+            out[mod] = ModalityTensors(
+                c(x),
+                c(target),
+                pres,
+                None if enc.library is None else c(enc.library),
+                None if mask is None else c(mask),
+            )
         return out
 
     def condition_matrix(self, obs: pd.DataFrame | None, *, n_obs: int | None = None) -> np.ndarray:
@@ -726,8 +782,23 @@ def _fill_value(t: ModalityTransform) -> float:
 
 
 __all__ = [
-    "SCALE_FACTOR", "CategoricalTransform", "ConditionEncoder", "ContinuousOption", "ContinuousTransform",
-    "CountsTransform", "Encoded", "Kind", "ModalityTensors", "ModalityTransform",
-    "PreprocessConfig", "Preprocessor", "ProportionTransform", "aligned_matrix",
-    "feature_hash", "highly_variable", "make_transform", "present_mask", "transform_from_state",
+    "SCALE_FACTOR",
+    "CategoricalTransform",
+    "ConditionEncoder",
+    "ContinuousOption",
+    "ContinuousTransform",
+    "CountsTransform",
+    "Encoded",
+    "Kind",
+    "ModalityTensors",
+    "ModalityTransform",
+    "PreprocessConfig",
+    "Preprocessor",
+    "ProportionTransform",
+    "aligned_matrix",
+    "feature_hash",
+    "highly_variable",
+    "make_transform",
+    "present_mask",
+    "transform_from_state",
 ]

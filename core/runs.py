@@ -81,8 +81,11 @@ class DataConfig:
             self.preprocess = PreprocessConfig(**self.preprocess)
         if not self.sources:
             raise InputError("a run needs at least one data source (--data)")
-        if not (0 <= self.val_frac < 1 and 0 <= self.test_frac < 1
-                and self.val_frac + self.test_frac < 1):
+        if not (
+            0 <= self.val_frac < 1
+            and 0 <= self.test_frac < 1
+            and self.val_frac + self.test_frac < 1
+        ):
             raise InputError(
                 f"val_frac ({self.val_frac}) and test_frac ({self.test_frac}) must be in [0, 1) "
                 "and sum to less than 1"
@@ -117,10 +120,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            ("epochs", self.epochs >= 1), ("batch_size", self.batch_size >= 1),
-            ("lr", self.lr > 0), ("weight_decay", self.weight_decay >= 0),
-            ("beta", self.beta >= 0), ("kl_warmup_epochs", self.kl_warmup_epochs >= 0),
-            ("patience", self.patience >= 0), ("grad_clip", self.grad_clip >= 0),
+            ("epochs", self.epochs >= 1),
+            ("batch_size", self.batch_size >= 1),
+            ("lr", self.lr > 0),
+            ("weight_decay", self.weight_decay >= 0),
+            ("beta", self.beta >= 0),
+            ("kl_warmup_epochs", self.kl_warmup_epochs >= 0),
+            ("patience", self.patience >= 0),
+            ("grad_clip", self.grad_clip >= 0),
             ("refits", 1 <= self.refits <= 100),
         ]
         for name, ok in checks:
@@ -147,8 +154,12 @@ class RunConfig:
         try:
             data = dict(d["data"])
             data["preprocess"] = PreprocessConfig(**data.get("preprocess", {}))
-            return cls(data=DataConfig(**data), model=ModelConfig(**d["model"]),
-                       train=TrainConfig(**d["train"]), version=int(d.get("version", 1)))
+            return cls(
+                data=DataConfig(**data),
+                model=ModelConfig(**d["model"]),
+                train=TrainConfig(**d["train"]),
+                version=int(d.get("version", 1)),
+            )
         except (KeyError, TypeError) as exc:
             raise InputError(f"run config is incomplete or has unknown fields ({exc})") from None
 
@@ -163,19 +174,27 @@ def apply_overrides(config: RunConfig, overrides: Mapping[str, str]) -> RunConfi
     Values are parsed as JSON when possible (numbers, true/false, lists, null), else strings.
     An unknown key is an InputError listing the valid ones.
     """
-    sections = {"data": config.data, "model": config.model, "train": config.train,
-                "preprocess": config.data.preprocess}
+    sections = {
+        "data": config.data,
+        "model": config.model,
+        "train": config.train,
+        "preprocess": config.data.preprocess,
+    }
     for key, raw in overrides.items():
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
         section, _, name = key.rpartition(".")
-        dict_fields = {"params": config.data.params, "kinds": config.data.kinds,
-                       "modality_weights": config.model.modality_weights,
-                       "continuous": config.data.preprocess.continuous}
-        if section in dict_fields:  # e.g. --set params.n_obs=300, modality_weights.drug=5
-            dict_fields[section][name] = value
+        dict_fields = {
+            "params": config.data.params,
+            "kinds": config.data.kinds,
+            "modality_weights": config.model.modality_weights,
+            "continuous": config.data.preprocess.continuous,
+        }
+        sub = section.rpartition(".")[2]
+        if sub in dict_fields:  # e.g. --set params.n_obs=300, model.modality_weights.drug=5
+            dict_fields[sub][name] = value
             continue
         targets = [sections[section]] if section in sections else list(sections.values())
         hit = [t for t in targets if name in _field_types(type(t))]
@@ -288,8 +307,9 @@ def resolve_run(name_or_path: str | Path, root: Path | None = None) -> Path:
     if isinstance(name_or_path, Path) or os.sep in s or "/" in s:
         path = Path(s).expanduser()
         if not (path / CONFIG).is_file():
-            raise RunError(f"{s} is not a run directory (no {CONFIG}); list runs with "
-                           "'python -m core runs'")
+            raise RunError(
+                f"{s} is not a run directory (no {CONFIG}); list runs with 'python -m core runs'"
+            )
         return path.resolve()
     check_name(s)
     path = (root / s).resolve()
@@ -339,7 +359,9 @@ class Run:
 
         if self._pre is None:
             try:
-                self._pre = Preprocessor.from_state(read_json(self.path / PREPROCESS, run=self.name))
+                self._pre = Preprocessor.from_state(
+                    read_json(self.path / PREPROCESS, run=self.name)
+                )
             except InputError as exc:
                 raise RunError(f"run {self.name!r}: {exc}") from None
         return self._pre
@@ -373,8 +395,9 @@ class Run:
     def split(self) -> pd.Series:
         """Sample id -> "train" / "val" / "test" for the run's own dataset."""
         df = pd.read_csv(self.path / SPLIT, dtype=str, keep_default_na=False)
-        return pd.Series(df["split"].to_numpy(), index=pd.Index(df["sample"], name="sample"),
-                         name="split")
+        return pd.Series(
+            df["split"].to_numpy(), index=pd.Index(df["sample"], name="sample"), name="split"
+        )
 
     def load_data(self):
         """Rebuild the run's own dataset (MuData) from its config."""
@@ -397,8 +420,8 @@ class Run:
         if fname not in manifest:
             raise RunError(
                 f"run {self.name!r} has no weights for refit {refit} (state: {self.state}); "
-                f"it has {len(manifest)} refit(s)" + ("" if manifest else
-                                                      "; wait for training to finish")
+                f"it has {len(manifest)} refit(s)"
+                + ("" if manifest else "; wait for training to finish")
             )
         wpath = self.path / fname
         if not wpath.is_file():
@@ -456,17 +479,35 @@ def load_run(path: str | Path, *, require_weights: bool = True) -> Run:
     """
     p = resolve_run(path)
     if not p.is_dir():
-        raise RunError(f"run {p.name!r} does not exist in {p.parent}; list runs with "
-                       "'python -m core runs'")
+        raise RunError(
+            f"run {p.name!r} does not exist in {p.parent}; list runs with 'python -m core runs'"
+        )
     run = Run(p)
     if require_weights and not (p / WEIGHTS_MANIFEST).exists():
         state, err = run.status.get("state"), run.status.get("error")
         msg = f"run {run.name!r} has no trained weights (state: {state}"
         msg += f", error: {err})" if err else ")"
-        msg += "; wait for it to finish" if state in ("queued", "running") else \
-            "; delete it and train again"
+        msg += (
+            "; wait for it to finish"
+            if state in ("queued", "running")
+            else "; delete it and train again"
+        )
         raise RunError(msg)
     return run
+
+
+def _process_gone(status: Mapping) -> bool:
+    """True when a queued/running status names a pid on this machine that no longer exists."""
+    pid = status.get("pid")
+    if status.get("state") not in ("queued", "running") or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OSError):
+        return False
+    return False
 
 
 def list_runs(root: Path | None = None) -> pd.DataFrame:
@@ -487,6 +528,13 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
                 status = json.loads((d / STATUS).read_text()) if (d / STATUS).exists() else {}
             except (json.JSONDecodeError, OSError):
                 status = {"state": "failed", "error": "status.json is corrupt"}
+            if _process_gone(status):
+                status = {
+                    **status,
+                    "state": "failed",
+                    "error": f"the training process (pid {status['pid']}) stopped without "
+                    "finishing; delete the run and train again",
+                }
             try:
                 cfg = json.loads((d / CONFIG).read_text()) if (d / CONFIG).exists() else {}
             except (json.JSONDecodeError, OSError):
@@ -495,18 +543,36 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
                 metrics = json.loads((d / METRICS).read_text()) if (d / METRICS).exists() else {}
             except (json.JSONDecodeError, OSError):
                 metrics = {}
-            rows.append({
-                "name": d.name, "path": str(d), "state": status.get("state", "unknown"),
-                "model": cfg.get("model", {}).get("model"),
-                "data": ",".join(cfg.get("data", {}).get("sources", [])),
-                "modalities": ",".join(metrics.get("modalities", [])),
-                "n_latent": cfg.get("model", {}).get("n_latent"),
-                "epoch": status.get("epoch"), "val_loss": metrics.get("val_loss"),
-                "seconds": metrics.get("seconds"), "created": status.get("created"),
-                "error": status.get("error"),
-            })
-    cols = ["name", "path", "state", "model", "data", "modalities", "n_latent", "epoch",
-            "val_loss", "seconds", "created", "error"]
+            rows.append(
+                {
+                    "name": d.name,
+                    "path": str(d),
+                    "state": status.get("state", "unknown"),
+                    "model": cfg.get("model", {}).get("model"),
+                    "data": ",".join(cfg.get("data", {}).get("sources", [])),
+                    "modalities": ",".join(metrics.get("modalities", [])),
+                    "n_latent": cfg.get("model", {}).get("n_latent"),
+                    "epoch": status.get("epoch"),
+                    "val_loss": metrics.get("val_loss"),
+                    "seconds": metrics.get("seconds"),
+                    "created": status.get("created"),
+                    "error": status.get("error"),
+                }
+            )
+    cols = [
+        "name",
+        "path",
+        "state",
+        "model",
+        "data",
+        "modalities",
+        "n_latent",
+        "epoch",
+        "val_loss",
+        "seconds",
+        "created",
+        "error",
+    ]
     df = pd.DataFrame(rows, columns=cols)
     if len(df):
         df = df.sort_values("created", ascending=False, na_position="last").reset_index(drop=True)
@@ -540,10 +606,14 @@ def runs_command(args) -> tuple[str, dict]:
     df = list_runs(root)
     records = json.loads(df.to_json(orient="records")) if len(df) else []
     if not len(df):
-        return f"no runs in {root}; train one with 'python -m core train --data synthetic --out "\
-               f"{root}/my-run'", {"runs_dir": str(root), "runs": []}
-    show = df[["name", "state", "model", "modalities", "n_latent", "epoch", "val_loss",
-               "seconds"]].copy()
+        return (
+            f"no runs in {root}; train one with 'python -m core train --data synthetic --out "
+            f"{root}/my-run'",
+            {"runs_dir": str(root), "runs": []},
+        )
+    show = df[
+        ["name", "state", "model", "modalities", "n_latent", "epoch", "val_loss", "seconds"]
+    ].copy()
     show["val_loss"] = show["val_loss"].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
     show["seconds"] = show["seconds"].map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
     text = show.fillna("").to_string(index=False)

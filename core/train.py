@@ -9,7 +9,11 @@ weights restored), optional one-cycle schedule, gradient clipping, seeded everyt
 cancellation via a ``cancel`` file checked every batch, and ensemble refits.
 
 Batch indices of an epoch come from a seeded permutation sharded by (rank, world_size), the
-same contract as torch's DistributedSampler, so the loop runs unchanged under DDP.
+same contract as torch's DistributedSampler, so the loop runs unchanged under DDP:
+``torchrun --nproc_per_node=N -m core train ...`` (gloo on CPU, nccl on GPU) trains one model
+with gradients all-reduced every step; every rank preprocesses identically, only rank 0 writes
+the run directory, and cancel / NaN decisions are all-reduced so no rank is left waiting.
+SIGTERM to the CLI process is a graceful cancel.
 """
 
 from __future__ import annotations
@@ -107,8 +111,11 @@ def pick_label(obs: pd.DataFrame, *, exclude: Sequence[str] = ()) -> str | None:
     """First categorical obs column with 2-50 levels (the default kNN label), or None."""
     for col in obs.columns:
         s = obs[col]
-        if col in exclude or pd.api.types.is_numeric_dtype(s) and not isinstance(
-                s.dtype, pd.CategoricalDtype):
+        if (
+            col in exclude
+            or pd.api.types.is_numeric_dtype(s)
+            and not isinstance(s.dtype, pd.CategoricalDtype)
+        ):
             continue
         n = s.astype(str).nunique()
         if 2 <= n <= 50:
@@ -116,26 +123,30 @@ def pick_label(obs: pd.DataFrame, *, exclude: Sequence[str] = ()) -> str | None:
     return None
 
 
-def make_split(mdata, *, stratify: str | None, val_frac: float, test_frac: float,
-               seed: int) -> np.ndarray:
+def make_split(
+    mdata, *, stratify: str | None, val_frac: float, test_frac: float, seed: int
+) -> np.ndarray:
     """(n_obs,) array of "train" / "val" / "test" (core.data.split_samples when available)."""
     try:
         from core.data import split_samples
     except ImportError:  # pragma: no cover - the data layer provides it
         split_samples = None
     if split_samples is not None:
-        return np.asarray(split_samples(mdata, stratify=stratify, val_frac=val_frac,
-                                        test_frac=test_frac, seed=seed), dtype=object)
+        return np.asarray(
+            split_samples(
+                mdata, stratify=stratify, val_frac=val_frac, test_frac=test_frac, seed=seed
+            ),
+            dtype=object,
+        )
     rng = np.random.default_rng(seed)  # pragma: no cover
     n = mdata.n_obs
     out = np.full(n, "train", dtype=object)
-    groups = (mdata.obs[stratify].astype(str).to_numpy() if stratify
-              else np.zeros(n, dtype=object))
+    groups = mdata.obs[stratify].astype(str).to_numpy() if stratify else np.zeros(n, dtype=object)
     for g in pd.unique(groups):
         idx = rng.permutation(np.nonzero(groups == g)[0])
         n_val, n_test = int(round(len(idx) * val_frac)), int(round(len(idx) * test_frac))
         out[idx[:n_val]] = "val"
-        out[idx[n_val:n_val + n_test]] = "test"
+        out[idx[n_val : n_val + n_test]] = "test"
     return out
 
 
@@ -153,16 +164,23 @@ def any_rank(flag: bool, *, world_size: int, device=None) -> bool:
 
 # -- tensors -------------------------------------------------------------------------------------
 class TensorData:
-    """Every sample's model tensors on one device; ``batch(idx)`` gathers a mini-batch dict."""
+    """Every sample's model tensors on one device; ``batch(idx)`` gathers a mini-batch dict.
 
-    def __init__(self, tens: Mapping, cond: np.ndarray, *, device) -> None:
+    tens: {mod: core.preprocess.ModalityTensors}; cond: (n_obs, n_cond) condition matrix.
+    loss_constants: precompute the per-sample NB log-factorial sums the loss needs (training);
+    inference (encode / decode) can skip them.
+    """
+
+    def __init__(
+        self, tens: Mapping, cond: np.ndarray, *, device, loss_constants: bool = True
+    ) -> None:
         import torch
 
         self.device = device
         self.n_obs = len(cond)
 
-        def t(a):
-            return torch.as_tensor(a, dtype=torch.float32, device=device)
+        def t(a):  # C-contiguous float32: index_select on rows is ~10x slower otherwise
+            return torch.as_tensor(np.ascontiguousarray(a, dtype=np.float32), device=device)
 
         self.x = {m: t(v.x) for m, v in tens.items()}
         self.target = {m: t(v.target) for m, v in tens.items()}
@@ -171,12 +189,27 @@ class TensorData:
         self.mask = {m: t(v.mask) for m, v in tens.items() if v.mask is not None}
         self.cond = t(cond) if cond.shape[1] else None
         self.numpy = dict(tens)
+        # per-sample sum of lgamma(x + 1) of counts targets: a constant of the NB likelihood,
+        # computed once here instead of once per training step
+        from core.likelihoods import log_factorial_sum
+
+        self.log_factorial = {}
+        for m in self.library if loss_constants else []:
+            mask = self.mask.get(m)
+            parts = [
+                log_factorial_sum(
+                    self.target[m][i : i + 4096], None if mask is None else mask[i : i + 4096]
+                )
+                for i in range(0, self.n_obs, 4096)
+            ]
+            self.log_factorial[m] = torch.cat(parts) if parts else torch.zeros(0, device=device)
 
     @classmethod
     def from_mdata(cls, pre, mdata, *, device) -> TensorData:
         """Tensors of every sample of ``mdata`` (features checked by the caller)."""
-        return cls(pre.tensors(mdata), pre.condition_matrix(mdata.obs, n_obs=mdata.n_obs),
-                   device=device)
+        return cls(
+            pre.tensors(mdata), pre.condition_matrix(mdata.obs, n_obs=mdata.n_obs), device=device
+        )
 
     def batch(self, idx) -> dict:
         """Mini-batch dict (see core.models.BATCH_KEYS) for a LongTensor of sample indices."""
@@ -185,9 +218,15 @@ class TensorData:
         def g(d):
             return {m: v.index_select(0, idx) for m, v in d.items()}
 
-        return {"x": g(self.x), "target": g(self.target), "present": g(self.present),
-                "library": g(self.library), "mask": g(self.mask),
-                "cond": None if self.cond is None else self.cond.index_select(0, idx)}
+        return {
+            "x": g(self.x),
+            "target": g(self.target),
+            "present": g(self.present),
+            "library": g(self.library),
+            "mask": g(self.mask),
+            "log_factorial": g(self.log_factorial),
+            "cond": None if self.cond is None else self.cond.index_select(0, idx),
+        }
 
 
 @dataclass
@@ -204,8 +243,9 @@ def _mean_terms(sums: Mapping[str, float], n: int, prefix: str) -> dict[str, flo
     return {f"{prefix}_{k}": v / max(n, 1) for k, v in sums.items()}
 
 
-def evaluate_loss(model, data: TensorData, idx, *, kl_w: float, seed: int,
-                  batch_size: int = 4096) -> dict[str, float]:
+def evaluate_loss(
+    model, data: TensorData, idx, *, kl_w: float, seed: int, batch_size: int = 4096
+) -> dict[str, float]:
     """Mean loss terms over samples ``idx`` (eval mode, a fixed-seed reparameterisation)."""
     import torch
 
@@ -222,10 +262,22 @@ def evaluate_loss(model, data: TensorData, idx, *, kl_w: float, seed: int,
     return {k: v / max(len(idx), 1) for k, v in sums.items()}
 
 
-def fit(model, data: TensorData, train_idx: np.ndarray, val_idx: np.ndarray, cfg: TrainConfig,
-        *, seed: int, refit: int = 0, on_epoch: Callable[[dict], None] | None = None,
-        should_cancel: Callable[[], bool] | None = None, checkpoint: Callable[[dict], None]
-        | None = None, rank: int = 0, world_size: int = 1, ddp_model=None) -> FitResult:
+def fit(
+    model,
+    data: TensorData,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    refit: int = 0,
+    on_epoch: Callable[[dict], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    checkpoint: Callable[[dict], None] | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    ddp_model=None,
+) -> FitResult:
     """Train ``model`` in place; returns the best weights (by val loss) and the history.
 
     ddp_model: the DistributedDataParallel wrapper when running under torch.distributed (its
@@ -237,13 +289,17 @@ def fit(model, data: TensorData, train_idx: np.ndarray, val_idx: np.ndarray, cfg
     gen = torch.Generator().manual_seed(seed)  # batch order (CPU)
     noise = torch.Generator(device=device).manual_seed(seed + 1)  # reparameterisation
     params = [p for p in model.parameters() if p.requires_grad]  # frozen parts stay out
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    try:  # the fused kernel is ~10x faster than the per-tensor loop (CPU and CUDA)
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     train_t = torch.as_tensor(train_idx, dtype=torch.long)
     n_batches = math.ceil(math.ceil(len(train_idx) / world_size) / cfg.batch_size)
     sched = None
     if cfg.one_cycle:
         sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=cfg.lr, total_steps=max(cfg.epochs * n_batches, 1))
+            opt, max_lr=cfg.lr, total_steps=max(cfg.epochs * n_batches, 1)
+        )
     runner = ddp_model if ddp_model is not None else model
     # gloo all-reduces CPU tensors, nccl CUDA tensors
     sync_device = device if world_size > 1 and device.type == "cuda" else None
@@ -255,21 +311,25 @@ def fit(model, data: TensorData, train_idx: np.ndarray, val_idx: np.ndarray, cfg
         model.train()
         sums: dict[str, torch.Tensor] = {}
         seen = 0
-        batches = epoch_batches(len(train_idx), cfg.batch_size, generator=gen, rank=rank,
-                                world_size=world_size)
+        batches = epoch_batches(
+            len(train_idx), cfg.batch_size, generator=gen, rank=rank, world_size=world_size
+        )
         for b, pos in enumerate(batches):
             cancel = should_cancel is not None and should_cancel()
             if any_rank(cancel, world_size=world_size, device=sync_device):
                 res.stopped = "cancelled"
                 break
-            w = kl_weight(epoch + b / max(len(batches), 1), n_warmup=cfg.kl_warmup_epochs,
-                          beta=cfg.beta)
+            w = kl_weight(
+                epoch + b / max(len(batches), 1), n_warmup=cfg.kl_warmup_epochs, beta=cfg.beta
+            )
             batch = data.batch(train_t[pos])
-            terms = runner(batch, kl_weight=w, generator=noise) if ddp_model is not None \
+            terms = (
+                runner(batch, kl_weight=w, generator=noise)
+                if ddp_model is not None
                 else model.loss(batch, kl_weight=w, generator=noise)
+            )
             total = terms["total"]
-            if any_rank(not bool(torch.isfinite(total)), world_size=world_size,
-                        device=sync_device):
+            if any_rank(not bool(torch.isfinite(total)), world_size=world_size, device=sync_device):
                 bad = [k for k, v in terms.items() if not torch.isfinite(v)]
                 raise TrainingFailed(
                     f"training stopped: the loss became {float(total.detach())} at epoch {epoch + 1}, "
@@ -290,9 +350,12 @@ def fit(model, data: TensorData, train_idx: np.ndarray, val_idx: np.ndarray, cfg
             seen += n
         if res.stopped == "cancelled" and seen == 0:
             break
-        row = {"refit": refit, "epoch": epoch + 1,
-               "kl_weight": kl_weight(epoch + 1, n_warmup=cfg.kl_warmup_epochs, beta=cfg.beta),
-               "lr": opt.param_groups[0]["lr"]}
+        row = {
+            "refit": refit,
+            "epoch": epoch + 1,
+            "kl_weight": kl_weight(epoch + 1, n_warmup=cfg.kl_warmup_epochs, beta=cfg.beta),
+            "lr": opt.param_groups[0]["lr"],
+        }
         row.update(_mean_terms({k: float(v) for k, v in sums.items()}, seen, "train"))
         if len(val_idx):
             val = evaluate_loss(model, data, val_idx, kl_w=cfg.beta, seed=seed + 2)
@@ -312,8 +375,11 @@ def fit(model, data: TensorData, train_idx: np.ndarray, val_idx: np.ndarray, cfg
             wait += 1
         if on_epoch is not None:
             on_epoch(row)
-        if checkpoint is not None and best_state is not None and (
-                time.monotonic() - last_ckpt > cfg.checkpoint_seconds):
+        if (
+            checkpoint is not None
+            and best_state is not None
+            and (time.monotonic() - last_ckpt > cfg.checkpoint_seconds)
+        ):
             checkpoint(best_state)
             last_ckpt = time.monotonic()
         if res.stopped == "cancelled":
@@ -331,8 +397,9 @@ def fit(model, data: TensorData, train_idx: np.ndarray, val_idx: np.ndarray, cfg
 
 
 # -- metrics -------------------------------------------------------------------------------------
-def knn_accuracy(latent: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray,
-                 *, k: int = KNN_K) -> float:
+def knn_accuracy(
+    latent: np.ndarray, labels: np.ndarray, train: np.ndarray, test: np.ndarray, *, k: int = KNN_K
+) -> float:
     """Accuracy of a k-NN classifier fitted on latent[train] predicting labels[test]."""
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -352,8 +419,16 @@ def pca_baseline(x: np.ndarray, train: np.ndarray, n_components: int, *, seed: i
     return pca.transform(x)
 
 
-def compute_metrics(model, data: TensorData, split: np.ndarray, *, labels: np.ndarray | None,
-                    label: str | None, n_latent: int, seed: int) -> dict:
+def compute_metrics(
+    model,
+    data: TensorData,
+    split: np.ndarray,
+    *,
+    labels: np.ndarray | None,
+    label: str | None,
+    n_latent: int,
+    seed: int,
+) -> dict:
     """Headline metrics on the validation split (test for kNN when present).
 
     recon: per modality, mean squared error of the reconstruction (decoded posterior mean)
@@ -404,21 +479,28 @@ def compute_metrics(model, data: TensorData, split: np.ndarray, *, labels: np.nd
             bmse = float((((base[None, :] - obs[rows]) ** 2) * w[rows]).sum() / w[rows].sum())
         else:
             mse = bmse = float("nan")
-        recon[m] = {"mse": mse, "baseline_mse": bmse,
-                    "ratio": mse / bmse if bmse and math.isfinite(bmse) else float("nan")}
+        recon[m] = {
+            "mse": mse,
+            "baseline_mse": bmse,
+            "ratio": mse / bmse if bmse and math.isfinite(bmse) else float("nan"),
+        }
     out = {"recon": recon}
     if labels is not None:
         target = test if test.any() else evalset
         x_all = np.concatenate([data.numpy[m].x for m in model.modalities], axis=1)
         pcs = pca_baseline(x_all, train, n_latent, seed=seed)
-        out["knn"] = {"label": label, "k": KNN_K,
-                      "latent": knn_accuracy(latent, labels, train, target),
-                      "pca": knn_accuracy(pcs, labels, train, target)}
+        out["knn"] = {
+            "label": label,
+            "k": KNN_K,
+            "latent": knn_accuracy(latent, labels, train, target),
+            "pca": knn_accuracy(pcs, labels, train, target),
+        }
     return out
 
 
-def translation_metrics(model, pre, data: TensorData, mdata, split: np.ndarray, *,
-                        target: str | None, seed: int) -> dict:
+def translation_metrics(
+    model, pre, data: TensorData, mdata, split: np.ndarray, *, target: str | None, seed: int
+) -> dict:
     """Mean per-sample Pearson (data units, held-out samples having source and target) of
     translating each source modality into ``target`` (every decoded modality when None):
     the model (posterior from the source alone), the per-feature mean, and - when a target is
@@ -448,15 +530,21 @@ def translation_metrics(model, pre, data: TensorData, mdata, split: np.ndarray, 
             with torch.no_grad():
                 b = data.batch(idx)
                 mu, _ = model.encode({s: b["x"][s]}, b["cond"], {s: b["present"][s]})
-                lib = {t: torch.full((len(idx), 1), float(getattr(tr, "median_library", 1.0)),
-                                     device=mu.device)}
+                lib = {
+                    t: torch.full(
+                        (len(idx), 1), float(getattr(tr, "median_library", 1.0)), device=mu.device
+                    )
+                }
                 pred = model.means(model.decode(mu, b["cond"], lib, modalities=[t]))[t]
             pred = tr.inverse_transform(pred.cpu().numpy())
             truth = obs_t[test_rows]
-            row = {"n_test": int(len(test_rows)),
-                   "model": per_sample_pearson(truth, pred),
-                   "mean": per_sample_pearson(truth, mean_baseline(obs_t[train_rows],
-                                                                   n_obs=len(test_rows)))}
+            row = {
+                "n_test": int(len(test_rows)),
+                "model": per_sample_pearson(truth, pred),
+                "mean": per_sample_pearson(
+                    truth, mean_baseline(obs_t[train_rows], n_obs=len(test_rows))
+                ),
+            }
             if target is not None and tr.kind != "categorical":
                 xs = data.numpy[s].x
                 yt = data.numpy[t].x if tr.kind == "counts" else data.numpy[t].target
@@ -475,8 +563,9 @@ def translation_metrics(model, pre, data: TensorData, mdata, split: np.ndarray, 
 def _prepare_out(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     allowed = {STATUS, LOG, CANCEL}
-    leftovers = [p.name for p in out.iterdir() if p.name not in allowed
-                 and not p.name.startswith(".")]
+    leftovers = [
+        p.name for p in out.iterdir() if p.name not in allowed and not p.name.startswith(".")
+    ]
     if leftovers:
         raise RunError(
             f"run directory {out} already exists and holds a run ({', '.join(sorted(leftovers)[:3])}"
@@ -485,8 +574,15 @@ def _prepare_out(out: Path) -> None:
     (out / CANCEL).unlink(missing_ok=True)
 
 
-def train(config: RunConfig, mdata, *, out: Path, progress: ProgressFn | None = None,
-          rank: int = 0, world_size: int = 1) -> Run:
+def train(
+    config: RunConfig,
+    mdata,
+    *,
+    out: Path,
+    progress: ProgressFn | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Run:
     """Fit preprocessing and ``config.train.refits`` models on ``mdata``; write run ``out``.
 
     Returns the loaded :class:`core.runs.Run`. A cancelled run keeps its best weights so far
@@ -500,12 +596,18 @@ def train(config: RunConfig, mdata, *, out: Path, progress: ProgressFn | None = 
     if is_main:
         _prepare_out(out)
         write_json_atomic(out / CONFIG, config.to_dict())
-        write_status(out, "running", created=time.time(), pid=os.getpid(), epoch=0,
-                              n_epochs=config.train.epochs, refit=0,
-                              n_refits=config.train.refits)
+        write_status(
+            out,
+            "running",
+            created=time.time(),
+            pid=os.getpid(),
+            epoch=0,
+            n_epochs=config.train.epochs,
+            refit=0,
+            n_refits=config.train.refits,
+        )
     try:
-        result = _train(config, mdata, out=out, progress=progress, rank=rank,
-                        world_size=world_size)
+        result = _train(config, mdata, out=out, progress=progress, rank=rank, world_size=world_size)
     except CancelledError:
         if is_main:
             write_status(out, "cancelled", error="cancelled by request before any weights")
@@ -522,8 +624,9 @@ def train(config: RunConfig, mdata, *, out: Path, progress: ProgressFn | None = 
     return result
 
 
-def _train(config: RunConfig, mdata, *, out: Path, progress: ProgressFn | None, rank: int,
-           world_size: int) -> Run:
+def _train(
+    config: RunConfig, mdata, *, out: Path, progress: ProgressFn | None, rank: int, world_size: int
+) -> Run:
     import torch
 
     from core.models import build_model, specs_from_preprocessor
@@ -540,17 +643,35 @@ def _train(config: RunConfig, mdata, *, out: Path, progress: ProgressFn | None, 
         raise InputError("model 'cvae' needs at least one --condition COLUMN (an obs column)")
     if mcfg.model == "vae" and dcfg.conditions:
         raise InputError("conditions were given for model 'vae'; use --model cvae (or multivae)")
+    if mcfg.model == "translator":
+        if len(mods) < 2:
+            raise InputError("model 'translator' needs at least two modalities")
+        if mcfg.translator_target is not None and mcfg.translator_target not in mods:
+            raise InputError(
+                f"translator_target {mcfg.translator_target!r} is not one of the "
+                f"modalities {', '.join(mods)}"
+            )
+        if mcfg.translator_scheme == "frozen_target" and mcfg.translator_target is None:
+            raise InputError(
+                "the frozen_target scheme needs a target modality; add --set translator_target=MOD"
+            )
     if mdata.n_obs < 10:
         raise InputError(f"only {mdata.n_obs} samples: too few to train (need at least 10)")
     label = dcfg.label or pick_label(mdata.obs)
     if label is not None and label not in mdata.obs.columns:
         raise InputError(f"label column {label!r} is not in the sample metadata")
     stratify = label if dcfg.stratify == "label" else dcfg.stratify
-    split = make_split(mdata, stratify=stratify, val_frac=dcfg.val_frac,
-                       test_frac=dcfg.test_frac, seed=dcfg.split_seed)
+    split = make_split(
+        mdata,
+        stratify=stratify,
+        val_frac=dcfg.val_frac,
+        test_frac=dcfg.test_frac,
+        seed=dcfg.split_seed,
+    )
     train_mask = split == "train"
-    pre = Preprocessor.fit(mdata, train=train_mask, conditions=dcfg.conditions,
-                           config=dcfg.preprocess, modalities=mods)
+    pre = Preprocessor.fit(
+        mdata, train=train_mask, conditions=dcfg.conditions, config=dcfg.preprocess, modalities=mods
+    )
     device = resolve_device(tcfg.device)
     if world_size > 1 and device.type == "cuda":
         device = torch.device("cuda", rank % torch.cuda.device_count())
@@ -558,17 +679,26 @@ def _train(config: RunConfig, mdata, *, out: Path, progress: ProgressFn | None, 
     data = TensorData.from_mdata(pre, mdata, device=device)
     specs = specs_from_preprocessor(pre)
     n_cond = pre.conditions.n_cond
-    labels = (mdata.obs[label].astype(str).to_numpy() if label is not None else None)
+    labels = mdata.obs[label].astype(str).to_numpy() if label is not None else None
 
     if is_main:
         write_json_atomic(out / PREPROCESS, pre.state())
-        write_json_atomic(out / FEATURES, {
-            m: {"input": t.var_names, "model": t.features, "sha256": feature_hash(t.var_names)}
-            for m, t in pre.transforms.items()})
-        write_json_atomic(out / MODEL, {"specs": {m: s.to_dict() for m, s in specs.items()},
-                                        "n_cond": n_cond, "condition_names": pre.conditions.names})
-        split_df = pd.DataFrame({"sample": np.asarray(mdata.obs_names, dtype=str),
-                                 "split": split})
+        write_json_atomic(
+            out / FEATURES,
+            {
+                m: {"input": t.var_names, "model": t.features, "sha256": feature_hash(t.var_names)}
+                for m, t in pre.transforms.items()
+            },
+        )
+        write_json_atomic(
+            out / MODEL,
+            {
+                "specs": {m: s.to_dict() for m, s in specs.items()},
+                "n_cond": n_cond,
+                "condition_names": pre.conditions.names,
+            },
+        )
+        split_df = pd.DataFrame({"sample": np.asarray(mdata.obs_names, dtype=str), "split": split})
         write_text_atomic(out / SPLIT, split_df.to_csv(index=False))
 
     train_idx = np.nonzero(train_mask)[0]
@@ -612,18 +742,44 @@ def _train(config: RunConfig, mdata, *, out: Path, progress: ProgressFn | None, 
                     if not is_main:
                         return
                     write_text_atomic(out / HISTORY, pd.DataFrame(history).to_csv(index=False))
-                    write_status(out, "running", epoch=row["epoch"], n_epochs=tcfg.epochs,
-                                 refit=k, n_refits=tcfg.refits, phase=phase)
+                    write_status(
+                        out,
+                        "running",
+                        epoch=row["epoch"],
+                        n_epochs=tcfg.epochs,
+                        refit=k,
+                        n_refits=tcfg.refits,
+                        phase=phase,
+                    )
                     if progress is not None:
-                        progress({"epoch": row["epoch"], "n_epochs": tcfg.epochs, "refit": k,
-                                  "n_refits": tcfg.refits, "phase": phase,
-                                  "metrics": {c: v for c, v in row.items()
-                                              if c.startswith(("train_", "val_"))}})
+                        progress(
+                            {
+                                "epoch": row["epoch"],
+                                "n_epochs": tcfg.epochs,
+                                "refit": k,
+                                "n_refits": tcfg.refits,
+                                "phase": phase,
+                                "metrics": {
+                                    c: v for c, v in row.items() if c.startswith(("train_", "val_"))
+                                },
+                            }
+                        )
 
-                res = fit(model, data, train_idx, val_idx, tcfg, seed=seed, refit=k,
-                          on_epoch=on_epoch, should_cancel=should_cancel,
-                          checkpoint=save_weights, rank=rank, world_size=world_size,
-                          ddp_model=ddp)
+                res = fit(
+                    model,
+                    data,
+                    train_idx,
+                    val_idx,
+                    tcfg,
+                    seed=seed,
+                    refit=k,
+                    on_epoch=on_epoch,
+                    should_cancel=should_cancel,
+                    checkpoint=save_weights,
+                    rank=rank,
+                    world_size=world_size,
+                    ddp_model=ddp,
+                )
                 if res.stopped == "cancelled":
                     break
             if res.stopped == "cancelled" and not res.history:
@@ -639,22 +795,37 @@ def _train(config: RunConfig, mdata, *, out: Path, progress: ProgressFn | None, 
         return None  # type: ignore[return-value]
     model0, res0 = fits[0]
     metrics = {
-        "modalities": list(pre.modalities), "kinds": pre.kinds,
-        "n_obs": int(mdata.n_obs), "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
+        "modalities": list(pre.modalities),
+        "kinds": pre.kinds,
+        "n_obs": int(mdata.n_obs),
+        "n_train": int(len(train_idx)),
+        "n_val": int(len(val_idx)),
         "val_loss": res0.best_val if math.isfinite(res0.best_val) else None,
-        "best_epoch": res0.best_epoch, "epochs": res0.epochs, "stopped": res0.stopped,
-        "n_refits": len(fits), "seconds": time.monotonic() - t_start,
-        "device": str(device), "n_params": int(sum(p.numel() for p in model0.parameters())),
+        "best_epoch": res0.best_epoch,
+        "epochs": res0.epochs,
+        "stopped": res0.stopped,
+        "n_refits": len(fits),
+        "seconds": time.monotonic() - t_start,
+        "device": str(device),
+        "n_params": int(sum(p.numel() for p in model0.parameters())),
     }
-    metrics.update(compute_metrics(model0, data, split, labels=labels, label=label,
-                                   n_latent=mcfg.n_latent, seed=tcfg.seed))
+    metrics.update(
+        compute_metrics(
+            model0, data, split, labels=labels, label=label, n_latent=mcfg.n_latent, seed=tcfg.seed
+        )
+    )
     if model0.translator:
-        metrics["translation"] = translation_metrics(model0, pre, data, mdata, split,
-                                                     target=model0.target, seed=tcfg.seed)
+        metrics["translation"] = translation_metrics(
+            model0, pre, data, mdata, split, target=model0.target, seed=tcfg.seed
+        )
     write_json_atomic(out / METRICS, metrics)
     if stopped == "cancelled":
-        write_status(out, "cancelled", error="cancelled by request; the best weights so far "
-                     "were kept", epoch=res0.epochs)
+        write_status(
+            out,
+            "cancelled",
+            error="cancelled by request; the best weights so far were kept",
+            epoch=res0.epochs,
+        )
     else:
         write_status(out, "done", epoch=res0.epochs, finished=time.time())
     return load_run(out)
@@ -694,14 +865,29 @@ def _save_state(path: Path, state: Mapping) -> None:
 
 
 # -- CLI -----------------------------------------------------------------------------------------
+def absolute_source(src: str) -> str:
+    """A data source with its file path made absolute (built-in names stay as they are), so a
+    run can rebuild its dataset from any working directory."""
+    mod, sep, path = src.partition("=")
+    if sep and Path(path).expanduser().exists():
+        return f"{mod}={Path(path).expanduser().resolve()}"
+    if not sep and Path(src).expanduser().exists():
+        return str(Path(src).expanduser().resolve())
+    return src
+
+
 def config_from_args(args) -> RunConfig:
     """RunConfig from parsed ``python -m core train`` arguments."""
     from core.cli import parse_assignments
     from core.models import ModelConfig
 
     kinds = parse_assignments(getattr(args, "kind", None), flag="--kind")
-    data = DataConfig(sources=list(args.data), obs=args.obs, kinds=kinds,
-                      conditions=list(args.condition or []))
+    data = DataConfig(
+        sources=[absolute_source(s) for s in args.data],
+        obs=absolute_source(args.obs) if args.obs else None,
+        kinds=kinds,
+        conditions=list(args.condition or []),
+    )
     model = ModelConfig(model=args.model, n_latent=args.latent)
     tr = TrainConfig(epochs=args.epochs, beta=args.beta, refits=args.refits, seed=args.seed)
     cfg = RunConfig(data=data, model=model, train=tr)
@@ -728,11 +914,16 @@ def train_command(args) -> tuple[str, dict]:
     def progress(p: dict) -> None:
         m = p["metrics"]
         val = m.get("val_total")
-        print(f"refit {p['refit'] + 1}/{p['n_refits']} epoch {p['epoch']}/{p['n_epochs']} "
-              f"train {m.get('train_total', float('nan')):.4g}"
-              + (f" val {val:.4g}" if val is not None else "")
-              + f" ({time.monotonic() - t0:.0f}s)", file=sys.stderr, flush=True)
+        print(
+            f"refit {p['refit'] + 1}/{p['n_refits']} epoch {p['epoch']}/{p['n_epochs']} "
+            f"train {m.get('train_total', float('nan')):.4g}"
+            + (f" val {val:.4g}" if val is not None else "")
+            + f" ({time.monotonic() - t0:.0f}s)",
+            file=sys.stderr,
+            flush=True,
+        )
 
+    _cancel_on_sigterm(out)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world_size > 1:  # launched by torchrun: one process per GPU (nccl) or CPU worker (gloo)
@@ -741,26 +932,58 @@ def train_command(args) -> tuple[str, dict]:
         backend = "nccl" if resolve_device(cfg.train.device).type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
     try:
-        run = train(cfg, mdata, out=out, progress=progress if rank == 0 else None, rank=rank,
-                    world_size=world_size)
+        run = train(
+            cfg,
+            mdata,
+            out=out,
+            progress=progress if rank == 0 else None,
+            rank=rank,
+            world_size=world_size,
+        )
     finally:
         if world_size > 1:
             dist.destroy_process_group()
     if rank != 0:
         return "", {"rank": rank}
     metrics = run.metrics
-    lines = [f"run {run.name}: {run.state} after {metrics.get('epochs')} epochs "
-             f"({metrics.get('seconds', 0):.1f}s) -> {run.path}"]
+    lines = [
+        f"run {run.name}: {run.state} after {metrics.get('epochs')} epochs "
+        f"({metrics.get('seconds', 0):.1f}s) -> {run.path}"
+    ]
     if metrics.get("val_loss") is not None:
         lines.append(f"validation loss {metrics['val_loss']:.4g}")
     for m, r in metrics.get("recon", {}).items():
-        lines.append(f"  {m}: reconstruction MSE {r['mse']:.4g} vs mean baseline "
-                     f"{r['baseline_mse']:.4g}")
+        lines.append(
+            f"  {m}: reconstruction MSE {r['mse']:.4g} vs mean baseline {r['baseline_mse']:.4g}"
+        )
     if "knn" in metrics:
         kn = metrics["knn"]
-        lines.append(f"  15-NN accuracy on {kn['label']}: latent {kn['latent']:.3f}, "
-                     f"PCA {kn['pca']:.3f}")
+        lines.append(
+            f"  15-NN accuracy on {kn['label']}: latent {kn['latent']:.3f}, PCA {kn['pca']:.3f}"
+        )
+    for pair, r in metrics.get("translation", {}).get("pairs", {}).items():
+        svd = f", SVD-MLP {r['svd_mlp']:.3f}" if "svd_mlp" in r else ""
+        lines.append(
+            f"  translation {pair}: per-sample Pearson {r['model']:.3f} "
+            f"(mean baseline {r['mean']:.3f}{svd})"
+        )
     return "\n".join(lines), {"run": str(run.path), "status": run.status, "metrics": metrics}
+
+
+def _cancel_on_sigterm(out: Path) -> None:
+    """SIGTERM (e.g. a process manager stopping the job) -> a graceful cancel: the loop stops
+    at its next batch, keeps the best weights and marks the run "cancelled"."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, frame):  # noqa: ARG001 - signal handler signature
+        if out.is_dir():
+            (out / CANCEL).write_text("SIGTERM\n")
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _out_of(argv: Sequence[str]) -> Path:
@@ -786,13 +1009,20 @@ def launch_job(argv: list[str]) -> subprocess.Popen:
     _prepare_out(out)
     write_status(out, "queued", created=time.time(), epoch=0)
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"]
-                                          if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = str(REPO_ROOT) + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+    )
     log = open(out / LOG, "ab")  # noqa: SIM115 - handed to the child process
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "core", *argv], cwd=str(REPO_ROOT),
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core", *argv],
+            cwd=str(REPO_ROOT),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
     finally:
         log.close()
     return proc

@@ -54,9 +54,9 @@ def test_gaussian_and_categorical_nll():
     cat = CategoricalHead(4, [2, 3])
     logits = torch.randn(5, 5)
     codes = torch.tensor([[0, 2], [1, 0], [1, 1], [0, 0], [1, 2]]).float()
-    ref = (torch.nn.functional.cross_entropy(logits[:, :2], codes[:, 0].long(), reduction="none")
-           + torch.nn.functional.cross_entropy(logits[:, 2:], codes[:, 1].long(),
-                                               reduction="none"))
+    ref = torch.nn.functional.cross_entropy(
+        logits[:, :2], codes[:, 0].long(), reduction="none"
+    ) + torch.nn.functional.cross_entropy(logits[:, 2:], codes[:, 1].long(), reduction="none")
     torch.testing.assert_close(cat.nll({"logits": logits}, codes), ref)
     probs = cat.mean({"logits": logits})
     torch.testing.assert_close(probs[:, :2].sum(1), torch.ones(5))
@@ -133,3 +133,16 @@ def test_modality_dropout_keeps_at_least_one_present():
     assert bool((stacked.sum(1) >= 1).all())
     assert float(kept["drug"][:100].sum()) == 0  # never revives an absent modality
     assert float(stacked.mean()) < 0.5
+
+
+def test_precomputed_log_factorial_gives_the_same_nb_nll():
+    from core.likelihoods import NegativeBinomialHead, log_factorial_sum
+
+    head = NegativeBinomialHead(4, 6)
+    h = torch.randn(3, 4)
+    params = head(h, torch.full((3, 1), 50.0))
+    x = torch.poisson(torch.full((3, 6), 8.0))
+    mask = torch.tensor([[1.0] * 6, [1.0] * 3 + [0.0] * 3, [0.0] * 6])
+    full = head.nll(params, x, mask)
+    fast = head.nll(params, x, mask, log_factorial_sum(x, mask))
+    torch.testing.assert_close(full, fast)

@@ -40,13 +40,20 @@ def tiny_mdata(n: int = 40, seed: int = 0) -> md.MuData:
     beta = rng.uniform(0.05, 0.95, size=(n, 6))
     prot = rng.normal(5, 2, size=(n, 4))
     drug = rng.integers(0, 2, size=(n, 3))
-    mdata = md.MuData({
-        "rna": mod(counts, [f"g{i}" for i in range(12)], "counts", everyone),
-        "methylation": mod(beta, [f"cg{i}" for i in range(6)], "proportion", everyone),
-        "protein": mod(prot, [f"p{i}" for i in range(4)], "continuous", everyone[5:]),
-        "drug": mod(drug, ["d0", "d1", "d2"], "categorical", everyone,
-                    categories={f"d{i}": ["0", "1"] for i in range(3)}),
-    })
+    mdata = md.MuData(
+        {
+            "rna": mod(counts, [f"g{i}" for i in range(12)], "counts", everyone),
+            "methylation": mod(beta, [f"cg{i}" for i in range(6)], "proportion", everyone),
+            "protein": mod(prot, [f"p{i}" for i in range(4)], "continuous", everyone[5:]),
+            "drug": mod(
+                drug,
+                ["d0", "d1", "d2"],
+                "categorical",
+                everyone,
+                categories={f"d{i}": ["0", "1"] for i in range(3)},
+            ),
+        }
+    )
     mdata.obs["tissue"] = pd.Categorical(rng.choice(["liver", "lung", "NA"], size=n))
     mdata.obs["age"] = rng.uniform(20, 80, size=n)
     return mdata
@@ -98,8 +105,9 @@ def test_continuous_inverse(how):
     np.testing.assert_allclose(enc.x.std(axis=0), 1, atol=1e-5)
     back = roundtrip(t).inverse_transform(enc.target)
     if how == "clr":  # a composition: same proportions, rescaled
-        np.testing.assert_allclose(back / back.sum(1, keepdims=True),
-                                   (X + 1) / (X + 1).sum(1, keepdims=True), rtol=1e-4)
+        np.testing.assert_allclose(
+            back / back.sum(1, keepdims=True), (X + 1) / (X + 1).sum(1, keepdims=True), rtol=1e-4
+        )
     else:
         np.testing.assert_allclose(back, X, rtol=1e-4, atol=1e-4)
 
@@ -111,8 +119,9 @@ def test_continuous_log_rejects_negative_values():
 
 def test_categorical_onehot_codes_and_expected_level():
     X = np.array([[0, 2], [1, 0], [1, 1], [np.nan, 2]])
-    t = CategoricalTransform(["d", "geno"], categories={"d": ["no", "yes"],
-                                                        "geno": ["a", "b", "c"]}).fit(X)
+    t = CategoricalTransform(
+        ["d", "geno"], categories={"d": ["no", "yes"], "geno": ["a", "b", "c"]}
+    ).fit(X)
     enc = t.transform(X)
     assert enc.x.shape == (4, 5)
     np.testing.assert_array_equal(enc.x[0], [1, 0, 0, 0, 1])
@@ -124,8 +133,9 @@ def test_categorical_onehot_codes_and_expected_level():
 
 
 def test_condition_encoder_na_level_and_standardise():
-    obs = pd.DataFrame({"tissue": pd.Categorical(["a", "b", None, "a"]),
-                        "age": [20.0, 40.0, np.nan, 60.0]})
+    obs = pd.DataFrame(
+        {"tissue": pd.Categorical(["a", "b", None, "a"]), "age": [20.0, 40.0, np.nan, 60.0]}
+    )
     enc = ConditionEncoder(["tissue", "age"]).fit(obs)
     assert enc.names == ["tissue=a", "tissue=b", "tissue=NA", "age"]
     C = enc.transform(obs)
@@ -162,6 +172,9 @@ def test_check_features_names_run_and_counts():
     pre = Preprocessor.fit(mdata, config=PreprocessConfig())
     other = tiny_mdata()
     other.mod["rna"] = other.mod["rna"][:, :8].copy()
-    with pytest.raises(RunError, match=r"Run 'r1' was trained on 12 genes in 'rna' but this "
-                                       r"dataset has 8"):
+    with pytest.raises(
+        RunError,
+        match=r"Run 'r1' was trained on 12 genes in 'rna' but this "
+        r"dataset has 8",
+    ):
         pre.check_features(other, run_name="r1")

@@ -41,10 +41,11 @@ def mdata():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, mdata):
     root = tmp_path_factory.mktemp("runs")
-    cfg = RunConfig(data=DataConfig(sources=["synthetic"], params=dict(PARAMS),
-                                    conditions=["tissue", "age"]),
-                    model=ModelConfig(model="cvae", n_latent=5, n_hidden=32),
-                    train=TrainConfig(epochs=3, refits=2))
+    cfg = RunConfig(
+        data=DataConfig(sources=["synthetic"], params=dict(PARAMS), conditions=["tissue", "age"]),
+        model=ModelConfig(model="cvae", n_latent=5, n_hidden=32),
+        train=TrainConfig(epochs=3, refits=2),
+    )
     run = train(cfg, mdata, out=root / "base")
     return root, run
 
@@ -82,6 +83,15 @@ def test_save_load_gives_identical_latents_and_decodes(trained, mdata):
         latent.decode(again, mean[:3])
     tr = latent.translate(again, own, source="rna", target="protein")
     assert tr.shape == (own.n_obs, own.mod["protein"].n_vars)
+
+
+def test_store_latent_writes_documented_keys(trained, mdata):
+    _, run = trained
+    copy = mdata.copy()
+    latent.store_latent(run, copy, refit=1)
+    np.testing.assert_array_equal(copy.obsm["X_vae"], latent.encode(run, mdata, refit=1)[0])
+    assert copy.uns["X_vae"] == {"run": "base", "refit": 1, "n_latent": 5}
+    assert "X_vae" not in mdata.obsm
 
 
 def test_encode_arrays_matches_encode(trained, mdata):
@@ -131,8 +141,11 @@ def test_tampered_weights_are_refused(trained, tmp_path):
 def test_other_features_are_refused_with_counts(trained):
     _, run = trained
     other = load_builtin("synthetic", n_obs=200, n_genes=80)
-    with pytest.raises(RunError, match=r"Run 'base' was trained on 60 genes in 'rna' but this "
-                                       r"dataset has 80; choose the matching dataset"):
+    with pytest.raises(
+        RunError,
+        match=r"Run 'base' was trained on 60 genes in 'rna' but this "
+        r"dataset has 80; choose the matching dataset",
+    ):
         latent.encode(run, other)
 
 
@@ -161,8 +174,15 @@ def test_list_delete_and_cancel(trained, tmp_path):
 
 
 def test_overrides_parse_values_and_reject_unknown_keys():
-    cfg = apply_overrides(RunConfig(), {"batch_size": "256", "one_cycle": "true",
-                                        "params.n_obs": "300", "modality_weights.drug": "5"})
+    cfg = apply_overrides(
+        RunConfig(),
+        {
+            "batch_size": "256",
+            "one_cycle": "true",
+            "params.n_obs": "300",
+            "modality_weights.drug": "5",
+        },
+    )
     assert cfg.train.batch_size == 256 and cfg.train.one_cycle is True
     assert cfg.data.params == {"n_obs": 300} and cfg.model.modality_weights == {"drug": 5}
     with pytest.raises(Exception, match="unknown option"):
@@ -172,17 +192,38 @@ def test_overrides_parse_values_and_reject_unknown_keys():
 
 
 def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "core", *args], cwd=REPO, capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=300,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "core", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.mark.slow
 def test_cli_train_encode_runs(tmp_path):
     out = tmp_path / "runs" / "cli"
-    res = cli("train", "--data", "synthetic", "--out", str(out), "--model", "multivae",
-              "--epochs", "2", "--latent", "3", "--set", "params.n_obs=150",
-              "--set", "params.n_genes=40", "--json")
+    res = cli(
+        "train",
+        "--data",
+        "synthetic",
+        "--out",
+        str(out),
+        "--model",
+        "multivae",
+        "--epochs",
+        "2",
+        "--latent",
+        "3",
+        "--set",
+        "params.n_obs=150",
+        "--set",
+        "params.n_genes=40",
+        "--json",
+    )
     assert res.returncode == 0, res.stderr
     assert "epoch 2/2" in res.stderr
     payload = json.loads(res.stdout.strip().splitlines()[-1])
@@ -196,3 +237,44 @@ def test_cli_train_encode_runs(tmp_path):
     assert [r["name"] for r in runs] == ["cli"] and runs[0]["state"] == "done"
     res = cli("encode", str(tmp_path / "nope"), "--out", str(tmp_path / "z2.csv"))
     assert res.returncode == 2 and res.stderr.startswith("error: ")
+
+
+def test_cli_config_stores_absolute_paths_so_runs_reload_anywhere(tmp_path, monkeypatch):
+    from core.cli import build_parser
+    from core.runs import load_data_config
+    from core.train import config_from_args
+
+    rng = np.random.default_rng(0)
+    ids = [f"s{i}" for i in range(30)]
+    pd.DataFrame(rng.normal(size=(30, 4)), index=ids, columns=list("abcd")).rename_axis(
+        "sample"
+    ).to_csv(tmp_path / "prot.csv")
+    pd.DataFrame({"sample": ids, "group": ["x", "y"] * 15}).to_csv(
+        tmp_path / "meta.csv", index=False
+    )
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(
+        ["train", "--data", "protein=prot.csv", "--obs", "meta.csv", "--out", "r",
+         "--set", "data.params.unused=1", "--set", "model.modality_weights.protein=2"]
+    )  # fmt: skip
+    cfg = config_from_args(args)
+    assert cfg.data.sources == [f"protein={tmp_path / 'prot.csv'}"]
+    assert cfg.data.obs == str(tmp_path / "meta.csv")
+    assert cfg.model.modality_weights == {"protein": 2}
+    cfg.data.params = {}
+    monkeypatch.chdir(REPO)
+    mdata = load_data_config(cfg.data)
+    assert mdata.mod["protein"].n_vars == 4 and "group" in mdata.obs.columns
+
+
+def test_list_runs_flags_a_running_run_whose_process_is_gone(tmp_path):
+    pid = subprocess.Popen(["true"])
+    pid.wait()
+    (tmp_path / "ghost").mkdir()
+    (tmp_path / "ghost" / "status.json").write_text(
+        json.dumps({"state": "running", "pid": pid.pid, "epoch": 3})
+    )
+    df = list_runs(tmp_path)
+    assert df.loc[0, "state"] == "failed"
+    assert f"pid {pid.pid}" in df.loc[0, "error"]
+    assert json.loads((tmp_path / "ghost" / "status.json").read_text())["state"] == "running"

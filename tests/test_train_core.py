@@ -4,6 +4,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,11 @@ def small_config(**kw) -> RunConfig:
     data = kw.pop("data", {})
     model = kw.pop("model", {})
     tr = {"epochs": 4, **kw.pop("train", {})}
-    return RunConfig(data=DataConfig(sources=["synthetic"], params=dict(SMALL), **data),
-                     model=ModelConfig(n_latent=4, n_hidden=32, **model),
-                     train=TrainConfig(**tr))
+    return RunConfig(
+        data=DataConfig(sources=["synthetic"], params=dict(SMALL), **data),
+        model=ModelConfig(n_latent=4, n_hidden=32, **model),
+        train=TrainConfig(**tr),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +53,10 @@ def test_epoch_batches_cover_every_index_and_shard_like_distributed_sampler():
     g = torch.Generator().manual_seed(0)
     batches = epoch_batches(103, 10, generator=g)
     assert sorted(torch.cat(batches).tolist()) == list(range(103))
-    shards = [epoch_batches(103, 10, generator=torch.Generator().manual_seed(5), rank=r,
-                            world_size=2) for r in range(2)]
+    shards = [
+        epoch_batches(103, 10, generator=torch.Generator().manual_seed(5), rank=r, world_size=2)
+        for r in range(2)
+    ]
     a, b = (torch.cat(s) for s in shards)
     assert len(a) == len(b) == 52
     assert set(a.tolist()) | set(b.tolist()) == set(range(103))
@@ -61,17 +66,32 @@ def test_training_writes_a_complete_run(tmp_path, small):
     seen = []
     run = train(small_config(), small, out=tmp_path / "r", progress=seen.append)
     names = {p.name for p in (tmp_path / "r").iterdir()}
-    assert {"config.json", "preprocess.json", "features.json", "model.json", "split.csv",
-            "refit_0.pt", "weights.json", "history.csv", "metrics.json",
-            "status.json"} <= names
+    assert {
+        "config.json",
+        "preprocess.json",
+        "features.json",
+        "model.json",
+        "split.csv",
+        "refit_0.pt",
+        "weights.json",
+        "history.csv",
+        "metrics.json",
+        "status.json",
+    } <= names
     assert not [n for n in names if n.endswith(".tmp")]
     assert run.status["state"] == "done" and run.status["error"] is None
     assert [p["epoch"] for p in seen] == [1, 2, 3, 4]
     assert {"epoch", "n_epochs", "refit", "metrics"} <= set(seen[0])
     hist = run.history
     for split in ("train", "val"):
-        for term in ("total", "kl", "recon_rna", "recon_methylation", "recon_protein",
-                     "recon_drug"):
+        for term in (
+            "total",
+            "kl",
+            "recon_rna",
+            "recon_methylation",
+            "recon_protein",
+            "recon_drug",
+        ):
             assert f"{split}_{term}" in hist.columns
     assert np.isfinite(hist["val_total"]).all()
     m = run.metrics
@@ -87,9 +107,10 @@ def test_same_seed_same_weights_and_refits_differ(tmp_path, small):
     cfg = small_config(train={"epochs": 2, "refits": 2})
     a = train(cfg, small, out=tmp_path / "a")
     train(cfg, small, out=tmp_path / "b")
-    wa0, wa1, wb0 = (torch.load(p, weights_only=True) for p in
-                     (tmp_path / "a/refit_0.pt", tmp_path / "a/refit_1.pt",
-                      tmp_path / "b/refit_0.pt"))
+    wa0, wa1, wb0 = (
+        torch.load(p, weights_only=True)
+        for p in (tmp_path / "a/refit_0.pt", tmp_path / "a/refit_1.pt", tmp_path / "b/refit_0.pt")
+    )
     for k in wa0:
         torch.testing.assert_close(wa0[k], wb0[k])
     assert any(not torch.equal(wa0[k], wa1[k]) for k in wa0)
@@ -125,8 +146,9 @@ def test_cancel_keeps_the_last_good_weights(tmp_path, small):
         if p["epoch"] == 2:
             (out / "cancel").write_text("")
 
-    run = train(small_config(train={"epochs": 50, "kl_warmup_epochs": 0}), small, out=out,
-                progress=progress)
+    run = train(
+        small_config(train={"epochs": 50, "kl_warmup_epochs": 0}), small, out=out, progress=progress
+    )
     assert run.status["state"] == "cancelled"
     assert run.metrics["epochs"] == 2
     mean, _ = latent.encode(load_run(out), small)
@@ -140,8 +162,11 @@ def test_refuses_to_overwrite_a_run_and_bad_model_options(tmp_path, small):
     with pytest.raises(InputError, match="needs at least one --condition"):
         train(small_config(model={"model": "cvae"}), small, out=tmp_path / "y")
     with pytest.raises(InputError, match="condition column 'batch'"):
-        train(small_config(model={"model": "cvae"}, data={"conditions": ["batch"]}), small,
-              out=tmp_path / "z")
+        train(
+            small_config(model={"model": "cvae"}, data={"conditions": ["batch"]}),
+            small,
+            out=tmp_path / "z",
+        )
 
 
 @pytest.mark.slow
@@ -149,10 +174,11 @@ def test_quality_on_synthetic_recon_and_knn(tmp_path):
     """Every modality beats the per-feature mean; 15-NN on the latent >= 15-NN on PCA."""
     params = {"n_obs": 600, "n_genes": 100}
     mdata = load_builtin("synthetic", **params)
-    cfg = RunConfig(data=DataConfig(sources=["synthetic"], params=params, test_frac=0.3),
-                    model=ModelConfig(model="multivae", n_latent=20, n_hidden=256,
-                                      modality_dropout=0.25),
-                    train=TrainConfig(epochs=80))
+    cfg = RunConfig(
+        data=DataConfig(sources=["synthetic"], params=params, test_frac=0.3),
+        model=ModelConfig(model="multivae", n_latent=20, n_hidden=256, modality_dropout=0.25),
+        train=TrainConfig(epochs=80),
+    )
     run = train(cfg, mdata, out=tmp_path / "q")
     for mod, r in run.metrics["recon"].items():
         assert r["mse"] < r["baseline_mse"], (mod, r)
@@ -174,9 +200,13 @@ def test_quality_on_synthetic_recon_and_knn(tmp_path):
 def test_cvae_tissue_swap_moves_expression_towards_that_tissue(tmp_path):
     params = {"n_obs": 400, "n_genes": 100}
     mdata = load_builtin("synthetic", **params)
-    cfg = RunConfig(data=DataConfig(sources=["synthetic"], params=params, conditions=["tissue"],
-                                    modalities=["rna"]),
-                    model=ModelConfig(model="cvae", n_latent=8), train=TrainConfig(epochs=40))
+    cfg = RunConfig(
+        data=DataConfig(
+            sources=["synthetic"], params=params, conditions=["tissue"], modalities=["rna"]
+        ),
+        model=ModelConfig(model="cvae", n_latent=8),
+        train=TrainConfig(epochs=40),
+    )
     run = train(cfg, mdata, out=tmp_path / "cvae")
     tissue = mdata.obs["tissue"].astype(str).to_numpy()
     a, b = sorted(set(tissue))[:2]
@@ -197,10 +227,23 @@ def test_cvae_tissue_swap_moves_expression_towards_that_tissue(tmp_path):
 @pytest.mark.slow
 def test_launch_job_runs_in_the_background(tmp_path):
     out = tmp_path / "job"
-    proc = launch_job(["--data", "synthetic", "--out", str(out), "--epochs", "2", "--latent",
-                       "3", "--set", "params.n_obs=120", "--set", "params.n_genes=40"])
-    assert json.loads((out / "status.json").read_text())["state"] in ("queued", "running",
-                                                                       "done")
+    proc = launch_job(
+        [
+            "--data",
+            "synthetic",
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--latent",
+            "3",
+            "--set",
+            "params.n_obs=120",
+            "--set",
+            "params.n_genes=40",
+        ]
+    )
+    assert json.loads((out / "status.json").read_text())["state"] in ("queued", "running", "done")
     assert proc.wait(timeout=240) == 0, (out / "train.log").read_text()
     status = json.loads((out / "status.json").read_text())
     assert status["state"] == "done"
@@ -210,10 +253,25 @@ def test_launch_job_runs_in_the_background(tmp_path):
 
 
 def test_cli_train_bad_input_exits_2(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "core", "train", "--data", "synthetic", "--out",
-                          str(tmp_path / "r"), "--set", "no_such_option=1"],
-                         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
-                         cwd=Path(__file__).resolve().parents[1])
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "train",
+            "--data",
+            "synthetic",
+            "--out",
+            str(tmp_path / "r"),
+            "--set",
+            "no_such_option=1",
+        ],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert res.returncode == 2
     assert res.stderr.startswith("error: --set no_such_option: unknown option")
     assert "Traceback" not in res.stderr
@@ -224,10 +282,126 @@ def test_quality_on_pbmc68k_cell_type_knn(tmp_path):
     """Real scRNA counts: 15-NN on the VAE latent predicts held-out cell types at least as
     well as 15-NN on PCA (same number of dims) of the same preprocessed data."""
     mdata = load_builtin("pbmc68k")
-    cfg = RunConfig(data=DataConfig(sources=["pbmc68k"], label="bulk_labels", test_frac=0.2),
-                    model=ModelConfig(model="vae", n_latent=10), train=TrainConfig(epochs=60))
+    cfg = RunConfig(
+        data=DataConfig(sources=["pbmc68k"], label="bulk_labels", test_frac=0.2),
+        model=ModelConfig(model="vae", n_latent=10),
+        train=TrainConfig(epochs=60),
+    )
     run = train(cfg, mdata, out=tmp_path / "pbmc")
     knn = run.metrics["knn"]
     assert knn["label"] == "bulk_labels"
     assert knn["latent"] >= knn["pca"], knn
     assert run.metrics["recon"]["rna"]["mse"] < run.metrics["recon"]["rna"]["baseline_mse"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", ["all_pairs", "frozen_target"])
+def test_translation_rna_to_protein_beats_mean_and_matches_svd_mlp(tmp_path, scheme):
+    """Mean per-sample Pearson (data units, held-out samples) of RNA -> protein."""
+    params = {"n_obs": 600, "n_genes": 100}
+    mdata = load_builtin("synthetic", **params)
+    cfg = RunConfig(
+        data=DataConfig(sources=["synthetic"], params=params, modalities=["rna", "protein"]),
+        model=ModelConfig(
+            model="translator", translator_scheme=scheme, translator_target="protein", n_latent=20
+        ),
+        train=TrainConfig(epochs=150, beta=0.1, lr=3e-3),
+    )
+    run = train(cfg, mdata, out=tmp_path / scheme)
+    pair = run.metrics["translation"]["pairs"]["rna->protein"]
+    assert pair["model"] > pair["mean"] + 0.1, pair
+    assert pair["model"] >= pair["svd_mlp"], pair
+    # core.latent.translate gives the same predictions the metric scored
+    from core.baselines import per_sample_pearson
+    from core.preprocess import aligned_matrix
+
+    pred = latent.translate(run, mdata, source="rna", target="protein")
+    split = run.split.reindex(mdata.obs_names).to_numpy()
+    obs = aligned_matrix(mdata, "protein")
+    rows = (split == "test") & ~np.isnan(obs).any(1) & ~np.isnan(pred).any(1)
+    assert per_sample_pearson(obs[rows], pred[rows]) == pytest.approx(pair["model"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_background_job_can_be_cancelled_and_keeps_weights(tmp_path):
+    from core.runs import request_cancel
+
+    out = tmp_path / "long"
+    proc = launch_job(
+        [
+            "--data",
+            "synthetic",
+            "--out",
+            str(out),
+            "--epochs",
+            "2000",
+            "--latent",
+            "3",
+            "--set",
+            "params.n_obs=120",
+            "--set",
+            "params.n_genes=40",
+            "--set",
+            "kl_warmup_epochs=0",
+            "--set",
+            "patience=0",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            st = json.loads((out / "status.json").read_text())
+            if st["state"] == "running" and st.get("epoch", 0) >= 2:
+                break
+            assert proc.poll() is None, (out / "train.log").read_text()
+            time.sleep(0.3)
+        request_cancel(out)  # the dashboard's way
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    st = json.loads((out / "status.json").read_text())
+    assert st["state"] == "cancelled", st
+    run = load_run(out)
+    assert 2 <= run.metrics["epochs"] < 2000
+    z, _ = latent.encode(run, run.load_data())
+    assert np.isfinite(z).all()
+
+
+def test_sigterm_becomes_a_graceful_cancel_request(tmp_path):
+    import os
+    import signal
+
+    from core.train import _cancel_on_sigterm
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        _cancel_on_sigterm(tmp_path)
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert (tmp_path / "cancel").read_text().startswith("SIGTERM")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_one_cycle_schedule_and_early_stopping(tmp_path, small):
+    run = train(small_config(train={"epochs": 4, "one_cycle": True, "lr": 1e-2}), small,
+                out=tmp_path / "oc")  # fmt: skip
+    lr = run.history["lr"].to_numpy()
+    assert lr.max() <= 1e-2 + 1e-12 and len(set(np.round(lr, 10))) == 4  # moves every epoch
+    run = train(
+        small_config(train={"epochs": 200, "patience": 2, "kl_warmup_epochs": 0, "lr": 0.05}),
+        small,
+        out=tmp_path / "es",
+    )
+    m = run.metrics
+    assert m["stopped"] == "early_stopping" and m["epochs"] < 200
+    assert m["best_epoch"] == m["epochs"] - 2
+    best = run.history["val_total"].min()
+    assert m["val_loss"] == pytest.approx(best)
+    # the saved weights are the best epoch's: their val loss reproduces the best value
+    from core.train import TensorData, evaluate_loss
+
+    data = TensorData.from_mdata(run.preprocessor, small, device=torch.device("cpu"))
+    val_idx = np.nonzero(run.split.reindex(small.obs_names).to_numpy() == "val")[0]
+    again = evaluate_loss(run.model(0), data, val_idx, kl_w=1.0, seed=run.config.train.seed + 2)
+    assert again["total"] == pytest.approx(best, rel=1e-5)

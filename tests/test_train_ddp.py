@@ -26,12 +26,40 @@ def free_port() -> int:
 def test_torchrun_two_cpu_processes_train_a_loadable_run(tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           f"--master_port={free_port()}", "-m", "core", "train", "--data", "synthetic",
-           "--out", str(out), "--epochs", "3", "--latent", "4", "--set", "params.n_obs=160",
-           "--set", "params.n_genes=40", "--set", "batch_size=32", "--json"]
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
-                         stdin=subprocess.DEVNULL, timeout=400)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={free_port()}",
+        "-m",
+        "core",
+        "train",
+        "--data",
+        "synthetic",
+        "--out",
+        str(out),
+        "--epochs",
+        "3",
+        "--latent",
+        "4",
+        "--set",
+        "params.n_obs=160",
+        "--set",
+        "params.n_genes=40",
+        "--set",
+        "batch_size=32",
+        "--json",
+    ]
+    res = subprocess.run(
+        cmd,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=400,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "epoch 3/3" in res.stderr
     assert res.stderr.count("epoch 1/3") == 1  # only rank 0 reports progress
