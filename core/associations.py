@@ -229,9 +229,14 @@ class Summary:
     def take(self, idx: np.ndarray) -> Summary:
         """The summary of the targets ``idx`` (int or bool index over targets)."""
         return Summary(
-            n_up=self.n_up[idx], n_down=self.n_down[idx], n_valid=self.n_valid[idx],
-            effect=self.effect[idx], refit_mean=self.refit_mean[:, idx],
-            refit_sd=self.refit_sd[:, idx], refit_n=self.refit_n[:, idx], scale=self.scale[idx],
+            n_up=self.n_up[idx],
+            n_down=self.n_down[idx],
+            n_valid=self.n_valid[idx],
+            effect=self.effect[idx],
+            refit_mean=self.refit_mean[:, idx],
+            refit_sd=self.refit_sd[:, idx],
+            refit_n=self.refit_n[:, idx],
+            scale=self.scale[idx],
             ks=None if self.ks is None else self.ks[:, idx],
             ks_n=None if self.ks_n is None else self.ks_n[idx],
         )
@@ -249,47 +254,53 @@ def summarize(
 ) -> Summary:
     """Sufficient statistics of after - before, both (n_refits, n_samples, n_targets).
 
-    NaN marks missing values; a block without NaN (one modality's valid samples) takes a
-    fast path. scale: (n_targets,) target spread (default: sd of ``before`` over samples,
-    averaged over refits). with_ks: also the per-refit signed KS statistics (needs NaN-free
-    rows, i.e. one modality at a time) on at most ``ks_max_samples`` samples (a seeded
-    random subset; sorting dominates the cost). with_sd=False skips the per-refit sd (only
-    the t-test's per-refit p-values use it).
+    NaN marks missing values. scale: (n_targets,) target spread (default: sd of ``before``
+    over samples, averaged over refits). with_ks: also the per-refit signed KS statistics on
+    the NaN-free rows (pass one modality at a time), at most ``ks_max_samples`` of them (a
+    seeded random subset; sorting dominates the cost). with_sd=False skips the per-refit sd
+    (only the t-test's per-refit p-values use it).
     """
     before = _check_delta(before, "before")
     after = _check_delta(after, "after")
     if before.shape != after.shape:
         raise InputError(f"before {before.shape} and after {after.shape} must have the same shape")
+    if not (np.isnan(before).any() or np.isnan(after).any()):
+        return summarize_rows(
+            before,
+            after,
+            None,
+            scale=scale,
+            with_ks=with_ks,
+            with_sd=with_sd,
+            ks_max_samples=ks_max_samples,
+            seed=seed,
+        )
     delta = after - before
-    n_refits, n_samples, n_targets = delta.shape
-    has_nan = bool(np.isnan(delta).any())
+    n_refits, _, n_targets = delta.shape
     with np.errstate(invalid="ignore", divide="ignore"), _quiet():
-        if has_nan:
-            valid = ~np.isnan(delta)
-            refit_n = valid.sum(axis=1)
-            refit_mean = np.nanmean(delta, axis=1, dtype=np.float64)
-            refit_sd = np.nanstd(delta, axis=1, ddof=1, dtype=np.float64)
-            if scale is None:
-                scale = np.nanmean(np.nanstd(before, axis=1, dtype=np.float64), axis=0)
-        else:
-            refit_n = np.full((n_refits, n_targets), n_samples)
-            refit_mean = delta.mean(axis=1, dtype=np.float64)
-            refit_sd = (delta.std(axis=1, ddof=1, dtype=np.float64) if n_samples > 1 and with_sd
-                        else np.full((n_refits, n_targets), np.nan))
-            if scale is None:
-                scale = before.std(axis=1, dtype=np.float64).mean(axis=0)
-    n_valid = refit_n.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
+        refit_n = (~np.isnan(delta)).sum(axis=1)
+        refit_mean = np.nanmean(delta, axis=1, dtype=np.float64)
+        refit_sd = np.nanstd(delta, axis=1, ddof=1, dtype=np.float64)
+        if scale is None:
+            scale = np.nanmean(np.nanstd(before, axis=1, dtype=np.float64), axis=0)
+        n_valid = refit_n.sum(axis=0)
         effect = np.where(n_valid > 0, (refit_mean * refit_n).sum(axis=0) / n_valid, np.nan)
-    ks_r = None
+    ks_r, ks_n = None, None
     if with_ks:
-        rows = np.flatnonzero(~np.isnan(before).any(axis=(0, 2))
-                              & ~np.isnan(after).any(axis=(0, 2)))
-        if ks_max_samples is not None and rows.size > ks_max_samples:
-            rng = np.random.default_rng(seed)
-            rows = np.sort(rng.choice(rows, int(ks_max_samples), replace=False))
-        ks_r = (signed_ks(after[:, rows], before[:, rows]) if rows.size >= 2
-                else np.full((n_refits, n_targets), np.nan))
+        rows = np.flatnonzero(
+            ~np.isnan(before).any(axis=(0, 2)) & ~np.isnan(after).any(axis=(0, 2))
+        )
+        part = summarize_rows(
+            before[:, rows],
+            after[:, rows],
+            None,
+            scale=scale,
+            with_ks=True,
+            with_sd=False,
+            ks_max_samples=ks_max_samples,
+            seed=seed,
+        )
+        ks_r, ks_n = part.ks, part.ks_n
     return Summary(
         n_up=(delta > SIGN_TOL).sum(axis=(0, 1)),
         n_down=(delta < -SIGN_TOL).sum(axis=(0, 1)),
@@ -300,7 +311,62 @@ def summarize(
         refit_n=refit_n,
         scale=np.asarray(scale, dtype=np.float64),
         ks=ks_r,
-        ks_n=None if ks_r is None else np.full(n_targets, rows.size),
+        ks_n=ks_n,
+    )
+
+
+def summarize_rows(
+    before: np.ndarray,
+    after: np.ndarray,
+    before_rows: np.ndarray | None,
+    *,
+    scale: np.ndarray | None = None,
+    with_ks: bool = False,
+    with_sd: bool = True,
+    ks_max_samples: int | None = 1000,
+    seed: int = 0,
+) -> Summary:
+    """:func:`summarize` for NaN-free blocks, one refit at a time (no big temporaries).
+
+    after: (n_refits, n, n_targets); before: the same, or (n_refits, n_all, n_targets) with
+    ``before_rows`` (n,) selecting the rows that pair with ``after`` (e.g. the baseline of
+    the whole dataset and the perturbed samples' positions), which avoids copying it.
+    """
+    n_refits, n, n_targets = after.shape
+    refit_mean = np.empty((n_refits, n_targets))
+    refit_sd = np.full((n_refits, n_targets), np.nan)
+    sd_before = np.empty((n_refits, n_targets))
+    ks_r = np.full((n_refits, n_targets), np.nan) if with_ks else None
+    sub = np.arange(n)
+    if with_ks and ks_max_samples is not None and n > ks_max_samples:
+        sub = np.sort(np.random.default_rng(seed).choice(n, int(ks_max_samples), replace=False))
+    n_up = np.zeros(n_targets, dtype=np.int64)
+    n_down = np.zeros(n_targets, dtype=np.int64)
+    for r in range(n_refits):
+        b = before[r] if before_rows is None else before[r][before_rows]
+        d = after[r] - b  # (n, n_targets)
+        n_up += np.count_nonzero(d > SIGN_TOL, axis=0)
+        n_down += np.count_nonzero(d < -SIGN_TOL, axis=0)
+        refit_mean[r] = d.mean(axis=0, dtype=np.float64)
+        if with_sd and n > 1:
+            refit_sd[r] = d.std(axis=0, ddof=1, dtype=np.float64)
+        if scale is None:
+            sd_before[r] = b.std(axis=0, dtype=np.float64)
+        if with_ks and sub.size >= 2:
+            ks_r[r] = signed_ks(after[r][sub], b[sub])
+    if scale is None:
+        scale = sd_before.mean(axis=0)
+    return Summary(
+        n_up=n_up,
+        n_down=n_down,
+        n_valid=np.full(n_targets, n_refits * n),
+        effect=refit_mean.mean(axis=0) if n else np.full(n_targets, np.nan),
+        refit_mean=refit_mean if n else np.full((n_refits, n_targets), np.nan),
+        refit_sd=refit_sd,
+        refit_n=np.full((n_refits, n_targets), n),
+        scale=np.asarray(scale, dtype=np.float64),
+        ks=ks_r,
+        ks_n=None if ks_r is None else np.full(n_targets, sub.size),
     )
 
 
@@ -357,13 +423,21 @@ def decide_bayes(
         np.nan_to_num(np.abs(z_null), nan=0.0) >= min_z
     )
     return {
-        "effect": s.effect, "effect_std": effect_std, "z_null": z_null, "prob_up": p,
-        "log_bf": log_bf, "score": score, "fdr": fdr, "significant": significant,
+        "effect": s.effect,
+        "effect_std": effect_std,
+        "z_null": z_null,
+        "prob_up": p,
+        "log_bf": log_bf,
+        "score": score,
+        "fdr": fdr,
+        "significant": significant,
     }
 
 
 def decide_ttest(
-    s: Summary, *, alpha: float = 0.05,
+    s: Summary,
+    *,
+    alpha: float = 0.05,
     null: Literal["empirical", "theoretical"] = "empirical",
 ) -> dict[str, np.ndarray]:
     """Paired t-test per refit, aggregated across refits, from a :class:`Summary`; BH-FDR.
@@ -413,10 +487,15 @@ def decide_ttest(
         p = np.where(np.isnan(z), np.nan, 2.0 * stats.norm.sf(np.abs(z)))
     q = bh_fdr(p)
     return {
-        "effect": s.effect, "t": t, "df": df, "z_null": z, "p_value": p,
+        "effect": s.effect,
+        "t": t,
+        "df": df,
+        "z_null": z,
+        "p_value": p,
         "p_refit_median": p_med,
         "score": np.minimum(-np.log10(np.maximum(p, 1e-300)), MAX_SCORE),
-        "fdr": q, "significant": np.nan_to_num(q, nan=np.inf) <= alpha,
+        "fdr": q,
+        "significant": np.nan_to_num(q, nan=np.inf) <= alpha,
     }
 
 
@@ -439,9 +518,12 @@ def decide_ks(s: Summary, *, alpha: float = 0.05) -> dict[str, np.ndarray]:
     p = np.where(np.isnan(d) | (n < 2), np.nan, p)
     q = bh_fdr(p)
     return {
-        "effect": s.effect, "ks": d, "p_value": p,
+        "effect": s.effect,
+        "ks": d,
+        "p_value": p,
         "score": np.minimum(-np.log10(np.maximum(p, 1e-300)), MAX_SCORE),
-        "fdr": q, "significant": np.nan_to_num(q, nan=np.inf) <= alpha,
+        "fdr": q,
+        "significant": np.nan_to_num(q, nan=np.inf) <= alpha,
     }
 
 
@@ -460,8 +542,12 @@ def decide(s: Summary, *, method: Method = "bayes", alpha: float = 0.05) -> dict
 
 
 def bayes(
-    delta: np.ndarray, *, alpha: float = 0.05, eps: float = 1e-8,
-    scale: np.ndarray | None = None, min_z: float = 3.0,
+    delta: np.ndarray,
+    *,
+    alpha: float = 0.05,
+    eps: float = 1e-8,
+    scale: np.ndarray | None = None,
+    min_z: float = 3.0,
 ) -> dict[str, np.ndarray]:
     """:func:`decide_bayes` on delta (n_refits, n_samples, n_targets); scale default 1."""
     delta = _check_delta(delta)
@@ -470,7 +556,10 @@ def bayes(
 
 
 def ttest(
-    delta: np.ndarray, *, alpha: float = 0.05, scale: np.ndarray | None = None,
+    delta: np.ndarray,
+    *,
+    alpha: float = 0.05,
+    scale: np.ndarray | None = None,
     null: Literal["empirical", "theoretical"] = "empirical",
 ) -> dict[str, np.ndarray]:
     """:func:`decide_ttest` on delta (n_refits, n_samples, n_targets); scale default 1."""

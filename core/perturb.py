@@ -55,7 +55,7 @@ TABLE_COLUMNS = ["source", "target", "target_modality", "effect", "score", "fdr"
 
 
 def split_feature(feature: str, var_names: dict[str, Sequence[str]]) -> tuple[str, str]:
-    """"MOD:FEATURE" -> (mod, feature), checked against ``var_names`` {mod: [names]}.
+    """ "MOD:FEATURE" -> (mod, feature), checked against ``var_names`` {mod: [names]}.
 
     A bare feature name is accepted when exactly one modality has it.
     """
@@ -99,8 +99,11 @@ def check_perturbation(
                 f"perturbation {kind!r} does not apply to a categorical feature; use set "
                 "(with --value LEVEL_CODE), min or max"
             )
-        if (kind == "set" and value is not None
-                and (value != round(value) or not 0 <= value < (n_levels or np.inf))):
+        if (
+            kind == "set"
+            and value is not None
+            and (value != round(value) or not 0 <= value < (n_levels or np.inf))
+        ):
             raise InputError(
                 f"level code {value:g} is not a level of this categorical feature; use an "
                 f"integer from 0 to {(n_levels or 1) - 1}"
@@ -169,7 +172,9 @@ def subset_mask(obs: pd.DataFrame, subset: str | np.ndarray | Sequence[int] | No
         col, sep, val = subset.partition("=")
         col, val = col.strip(), val.strip()
         if not sep or not col:
-            raise InputError(f"subset expects COL=VALUE, got {subset!r}; e.g. --subset tissue=liver")
+            raise InputError(
+                f"subset expects COL=VALUE, got {subset!r}; e.g. --subset tissue=liver"
+            )
         if col not in obs.columns:
             raise InputError(
                 f"subset column {col!r} is not in the sample metadata; available: "
@@ -180,7 +185,9 @@ def subset_mask(obs: pd.DataFrame, subset: str | np.ndarray | Sequence[int] | No
             try:
                 mask = s.to_numpy(dtype=np.float64) == float(val)
             except ValueError:
-                raise InputError(f"subset column {col!r} is numeric; give a number, not {val!r}") from None
+                raise InputError(
+                    f"subset column {col!r} is numeric; give a number, not {val!r}"
+                ) from None
         else:
             mask = (s.astype(str) == val).to_numpy()
         if not mask.any():
@@ -234,7 +241,8 @@ class PerturbContext:
     library: {counts mod: (n_obs, 1)}; cond: (n_obs, n_cond); data: {mod: (n_obs, n_vars)
     float64 in data units, NaN rows where absent}; z0: (n_refits, n_obs, n_latent) baseline
     posterior means; recon0: {mod: (n_refits, n_obs, n_features) float32 decoded baseline in
-    data units, NaN rows where the sample lacks the modality}; scale: {mod: (n_features,)}
+    data units, NaN rows where the sample lacks the modality}; recon0_mean: the same averaged
+    over refits (n_obs, n_features); scale: {mod: (n_features,)}
     spread of each decoded feature over the samples (sd per refit, averaged over refits);
     features: {mod: model features}. Treat it as read-only: it may be cached and shared.
     """
@@ -254,6 +262,7 @@ class PerturbContext:
     z0: np.ndarray = field(repr=False)
     recon0: dict[str, np.ndarray] = field(repr=False)
     scale: dict[str, np.ndarray] = field(repr=False)
+    recon0_mean: dict[str, np.ndarray] = field(repr=False)
     batch_size: int = 4096
 
     @property
@@ -301,8 +310,10 @@ def _forward(ctx_models, refit: int, pre, x, present, cond, library, batch_size:
         for start in range(0, max(n, 1), batch_size):
             sl = slice(start, start + batch_size)
             xb = {m: torch.from_numpy(np.ascontiguousarray(v[sl])) for m, v in x.items()}
-            pb = {m: torch.from_numpy(np.ascontiguousarray(v[sl], dtype=np.float32))
-                  for m, v in present.items()}
+            pb = {
+                m: torch.from_numpy(np.ascontiguousarray(v[sl], dtype=np.float32))
+                for m, v in present.items()
+            }
             cb = torch.from_numpy(np.ascontiguousarray(cond[sl])) if cond.shape[1] else None
             lb = {m: torch.from_numpy(np.ascontiguousarray(v[sl])) for m, v in library.items()}
             mean, _ = model.encode(xb, cb, pb)
@@ -349,9 +360,14 @@ def build_context(
         if progress is not None:
             progress({"stage": "baseline", "step": r + 1, "total": n_refits})
     recon0 = {m: np.stack(v) for m, v in recon0.items()}
-    scale = {m: (v[:, present[m]].std(axis=1, dtype=np.float64).mean(axis=0) if present[m].any()
-                 else np.ones(v.shape[2]))
-             for m, v in recon0.items()}
+    scale = {
+        m: (
+            v[:, present[m]].std(axis=1, dtype=np.float64).mean(axis=0)
+            if present[m].any()
+            else np.ones(v.shape[2])
+        )
+        for m, v in recon0.items()
+    }
     return PerturbContext(
         run=run,
         obs=mdata.obs,
@@ -368,6 +384,7 @@ def build_context(
         z0=np.stack(z0),
         recon0=recon0,
         scale=scale,
+        recon0_mean={m: v.mean(axis=0) for m, v in recon0.items()},
         batch_size=batch_size,
     )
 
@@ -463,10 +480,13 @@ def perturb(
     """
     t0 = time.perf_counter()
     if method not in associations.METHODS:
-        raise InputError(f"unknown method {method!r}; choose one of {', '.join(associations.METHODS)}")
+        raise InputError(
+            f"unknown method {method!r}; choose one of {', '.join(associations.METHODS)}"
+        )
     if context is None:
-        context = build_context(run, mdata if mdata is not None else run.load_data(),
-                                progress=progress)
+        context = build_context(
+            run, mdata if mdata is not None else run.load_data(), progress=progress
+        )
     ctx = context
     mod, name, j, data_kind, kind, n_levels = resolve_feature(ctx.pre, feature, kind, value)
     source = f"{mod}:{name}"
@@ -474,20 +494,35 @@ def perturb(
     observed = column[ctx.present[mod] & ~np.isnan(column)]
     new_level = None
     if data_kind == "categorical":
-        new_level = perturb_values(observed[:1], kind=kind, value=value, data_kind=data_kind,
-                                   reference=observed, n_levels=n_levels)[0]
-    rows = perturbed_rows(column, ctx.present[mod], subset_mask(ctx.obs, subset),
-                          data_kind=data_kind, target_level=new_level)
+        new_level = perturb_values(
+            observed[:1],
+            kind=kind,
+            value=value,
+            data_kind=data_kind,
+            reference=observed,
+            n_levels=n_levels,
+        )[0]
+    rows = perturbed_rows(
+        column,
+        ctx.present[mod],
+        subset_mask(ctx.obs, subset),
+        data_kind=data_kind,
+        target_level=new_level,
+    )
     if rows.size < 2:
-        why = (f"already have level {n_levels and ctx.pre.transforms[mod].levels[j][int(new_level)]}"
-               if data_kind == "categorical" else "lack this feature")
+        why = (
+            f"already have level {n_levels and ctx.pre.transforms[mod].levels[j][int(new_level)]}"
+            if data_kind == "categorical"
+            else "lack this feature"
+        )
         raise InputError(
             f"fewer than 2 samples to perturb for {source} (the others {why} or are outside "
             "the subset); choose another feature, level or subset"
         )
     X = ctx.data[mod][rows].copy()
-    X[:, j] = perturb_values(X[:, j], kind=kind, value=value, data_kind=data_kind,
-                             reference=observed, n_levels=n_levels)
+    X[:, j] = perturb_values(
+        X[:, j], kind=kind, value=value, data_kind=data_kind, reference=observed, n_levels=n_levels
+    )
     x = {m: v[rows] for m, v in ctx.x.items()}
     x[mod] = ctx.pre.transforms[mod].transform(X).x
     present = {m: v[rows] for m, v in ctx.present.items()}
@@ -496,16 +531,18 @@ def perturb(
 
     n_pert = rows.size
     z_after = np.empty((ctx.n_refits, n_pert, ctx.z0.shape[2]), dtype=np.float32)
-    after = {m: np.empty((ctx.n_refits, n_pert, len(f)), dtype=np.float32)
-             for m, f in ctx.features.items()}
+    after = {
+        m: np.empty((ctx.n_refits, n_pert, len(f)), dtype=np.float32)
+        for m, f in ctx.features.items()
+    }
     for r in range(ctx.n_refits):
-        z_after[r], rec = _forward(ctx.models, r, ctx.pre, x, present, cond, library,
-                                   ctx.batch_size)
+        z_after[r], rec = _forward(
+            ctx.models, r, ctx.pre, x, present, cond, library, ctx.batch_size
+        )
         for m, v in rec.items():
             after[m][r] = v
         if progress is not None:
-            progress({"stage": "perturb", "feature": source, "step": r + 1,
-                      "total": ctx.n_refits})
+            progress({"stage": "perturb", "feature": source, "step": r + 1, "total": ctx.n_refits})
     for m, v in after.items():
         v[:, ~present[m]] = np.nan
     before = {m: v[:, rows] for m, v in ctx.recon0.items()} if keep_values else None
@@ -550,15 +587,19 @@ def association_table(
     for m, feats in ctx.features.items():
         keep = np.array([f"{m}:{f}" != source for f in feats])
         valid = ctx.present[m][rows]
-        if before is None:
-            b = ctx.recon0[m][:, rows[valid]]
-        else:
-            b = before[m] if valid.all() else before[m][:, valid]
         a = after[m] if valid.all() else after[m][:, valid]
-        summary = associations.summarize(b, a, scale=ctx.scale[m], with_ks=method == "ks",
-                                         with_sd=method == "ttest")
-        base = (b.mean(axis=(0, 1), dtype=np.float64) if valid.any()
-                else np.full(len(feats), np.nan))
+        if before is None:  # read the baseline rows refit by refit, without a copy
+            b, b_rows = ctx.recon0[m], rows[valid]
+        else:
+            b, b_rows = (before[m] if valid.all() else before[m][:, valid]), None
+        summary = associations.summarize_rows(
+            b, a, b_rows, scale=ctx.scale[m], with_ks=method == "ks", with_sd=method == "ttest"
+        )
+        base = (
+            ctx.recon0_mean[m][rows[valid]].mean(axis=0, dtype=np.float64)
+            if valid.any()
+            else np.full(len(feats), np.nan)
+        )
         if not keep.all():  # the perturbed feature is never its own target
             summary, base = summary.take(keep), base[keep]
         names += [f"{m}:{f}" for f, k in zip(feats, keep, strict=True) if k]
@@ -571,25 +612,37 @@ def association_table(
     if "effect_std" not in stats:  # effect in units of the target's spread, for every method
         with np.errstate(invalid="ignore", divide="ignore"):
             stats["effect_std"] = stats["effect"] / np.where(summary.scale > 0, summary.scale, 1.0)
-    table = pd.DataFrame({
-        "source": source,
-        "target": names,
-        "target_modality": mods,
-        "effect": stats["effect"],
-        "score": stats["score"],
-        "fdr": stats["fdr"],
-        "significant": stats["significant"].astype(bool),
-        "n_samples": np.concatenate(n_samples),
-        "baseline": np.concatenate(baseline),
-    })
+    table = pd.DataFrame(
+        {
+            "source": source,
+            "target": names,
+            "target_modality": mods,
+            "effect": stats["effect"],
+            "score": stats["score"],
+            "fdr": stats["fdr"],
+            "significant": stats["significant"].astype(bool),
+            "n_samples": np.concatenate(n_samples),
+            "baseline": np.concatenate(baseline),
+        }
+    )
     for key, v in stats.items():
         if key not in table.columns:
             table[key] = v
-    table = table.sort_values("score", ascending=False, kind="stable", na_position="last")
-    table = table.reset_index(drop=True)
+    table = rank(table)
     table.attrs["features"] = {m: list(f) for m, f in ctx.features.items()}
     table.attrs["method"] = method
     return table
+
+
+def rank(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows by score (desc), ties (e.g. Bayes factors at the clip) by |effect_std| (desc)."""
+    order = np.lexsort(
+        (
+            -np.nan_to_num(table["effect_std"].abs().to_numpy(), nan=-1.0),
+            -np.nan_to_num(table["score"].to_numpy(dtype=np.float64), nan=-np.inf),
+        )
+    )
+    return table.iloc[order].reset_index(drop=True)
 
 
 def screen(
@@ -614,8 +667,9 @@ def screen(
     ``table.attrs["skipped"]``. progress gets {"stage": "screen", "feature", "step", "total"}.
     """
     if context is None:
-        context = build_context(run, mdata if mdata is not None else run.load_data(),
-                                progress=progress)
+        context = build_context(
+            run, mdata if mdata is not None else run.load_data(), progress=progress
+        )
     ctx = context
     if modality not in ctx.features:
         raise InputError(
@@ -625,17 +679,31 @@ def screen(
     tables, skipped = [], []
     for i, name in enumerate(names):
         try:
-            res = perturb(run, feature=f"{modality}:{name}", kind=kind, value=value,
-                          subset=subset, method=method, alpha=alpha, context=ctx,
-                          keep_values=False)
+            res = perturb(
+                run,
+                feature=f"{modality}:{name}",
+                kind=kind,
+                value=value,
+                subset=subset,
+                method=method,
+                alpha=alpha,
+                context=ctx,
+                keep_values=False,
+            )
             tables.append(res.table)
         except InputError as exc:
             if "fewer than 2 samples" not in str(exc):
                 raise
             skipped.append(name)
         if progress is not None:
-            progress({"stage": "screen", "feature": f"{modality}:{name}", "step": i + 1,
-                      "total": len(names)})
+            progress(
+                {
+                    "stage": "screen",
+                    "feature": f"{modality}:{name}",
+                    "step": i + 1,
+                    "total": len(names),
+                }
+            )
     if not tables:
         raise InputError(f"no feature of {modality!r} could be perturbed; check the subset")
     out = pd.concat(tables, ignore_index=True)
@@ -664,17 +732,21 @@ def write_table(table: pd.DataFrame, path) -> None:
 
     path = Path(path)
     if not path.parent.is_dir():
-        raise InputError(f"output folder {path.parent} does not exist; create it or pick another --out")
+        raise InputError(
+            f"output folder {path.parent} does not exist; create it or pick another --out"
+        )
     write_text_atomic(path, table.to_csv(index=False))
 
 
 def top_hits(table: pd.DataFrame, n: int = 10) -> list[dict]:
     """The ``n`` strongest pairs as JSON-able dicts (source, target, effect, score, fdr)."""
     cols = ["source", "target", "effect", "score", "fdr", "significant"]
-    top = table.sort_values("score", ascending=False, kind="stable").head(n)
+    top = rank(table).head(n)
     return [
-        {k: (bool(v) if k == "significant" else v if isinstance(v, str) else float(v))
-         for k, v in row.items()}
+        {
+            k: (bool(v) if k == "significant" else v if isinstance(v, str) else float(v))
+            for k, v in row.items()
+        }
         for row in top[cols].to_dict(orient="records")
     ]
 
@@ -689,21 +761,38 @@ def perturb_command(args) -> tuple[str, dict]:
     if args.feature:  # fail fast, before the baseline pass
         resolve_feature(pre, args.feature, args.kind, args.value)
     elif args.screen not in pre.transforms:
-        raise InputError(f"modality {args.screen!r} is not in run {run.name!r}; choose one of "
-                         f"{', '.join(pre.transforms)}")
+        raise InputError(
+            f"modality {args.screen!r} is not in run {run.name!r}; choose one of "
+            f"{', '.join(pre.transforms)}"
+        )
     else:
         first = pre.transforms[args.screen].features[0]
         resolve_feature(pre, f"{args.screen}:{first}", args.kind, args.value)
     ctx = build_context(run, run.load_data(), progress=_stderr_progress)
     if args.feature:
-        res = perturb(run, feature=args.feature, kind=args.kind, value=args.value,
-                      subset=args.subset, method=args.method, context=ctx, keep_values=False,
-                      progress=_stderr_progress)
+        res = perturb(
+            run,
+            feature=args.feature,
+            kind=args.kind,
+            value=args.value,
+            subset=args.subset,
+            method=args.method,
+            context=ctx,
+            keep_values=False,
+            progress=_stderr_progress,
+        )
         table, skipped = res.table, []
     else:
-        table = screen(run, modality=args.screen, kind=args.kind, value=args.value,
-                       subset=args.subset, method=args.method, context=ctx,
-                       progress=_stderr_progress)
+        table = screen(
+            run,
+            modality=args.screen,
+            kind=args.kind,
+            value=args.value,
+            subset=args.subset,
+            method=args.method,
+            context=ctx,
+            progress=_stderr_progress,
+        )
         skipped = list(table.attrs.get("skipped", []))
     write_table(table, args.out)
     seconds = time.perf_counter() - t0
@@ -721,10 +810,15 @@ def perturb_command(args) -> tuple[str, dict]:
         "out": str(args.out),
         "seconds": round(seconds, 3),
     }
-    lines = [f"{len(table)} pairs from {payload['n_sources']} perturbed feature(s), {n_sig} "
-             f"significant ({args.method}); wrote {args.out} in {seconds:.1f} s"]
-    lines += [f"  {h['source']} -> {h['target']}: effect {h['effect']:+.4g}, score "
-              f"{h['score']:.3g}, fdr {h['fdr']:.3g}" for h in hits[:5]]
+    lines = [
+        f"{len(table)} pairs from {payload['n_sources']} perturbed feature(s), {n_sig} "
+        f"significant ({args.method}); wrote {args.out} in {seconds:.1f} s"
+    ]
+    lines += [
+        f"  {h['source']} -> {h['target']}: effect {h['effect']:+.4g}, score "
+        f"{h['score']:.3g}, fdr {h['fdr']:.3g}"
+        for h in hits[:5]
+    ]
     if skipped:
         lines.append(f"skipped (too few samples to perturb): {', '.join(skipped)}")
     return "\n".join(lines), payload
@@ -753,10 +847,14 @@ def truth_metrics(
 
     pairs = set(zip(planted["source"].astype(str), planted["target"].astype(str), strict=True))
     srcs = set(sources) if sources is not None else {s for s, _ in pairs}
-    mods = (set(target_modalities) if target_modalities is not None
-            else {t.partition(":")[0] for _, t in pairs})
-    rows = table[table["source"].isin(srcs)
-                 & table["target"].astype(str).str.partition(":")[0].isin(mods)]
+    mods = (
+        set(target_modalities)
+        if target_modalities is not None
+        else {t.partition(":")[0] for _, t in pairs}
+    )
+    rows = table[
+        table["source"].isin(srcs) & table["target"].astype(str).str.partition(":")[0].isin(mods)
+    ]
     truth = np.array([(s, t) in pairs for s, t in zip(rows["source"], rows["target"], strict=True)])
     score = np.nan_to_num(rows["score"].to_numpy(dtype=np.float64), nan=-np.inf)
     sig = rows["significant"].to_numpy(dtype=bool)

@@ -6,6 +6,7 @@ session: never mutate them. Figure builders take arrays and return ``go.Figure``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,126 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import plots
+from dashboard import colors, plots, state, widgets
 
 MAX_ARROWS = 400  # samples drawn with a segment and a cone; the rest as points only
+ALL = "(all samples)"
+HELP_METHOD = (
+    "bayes: MOVE's sign-consistency Bayes factor + empirical-null effect filter; "
+    "ttest: per-refit paired t-tests, moderated across refits; ks: MOVE's KS approach"
+)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What the user asked for: feature "MOD:FEATURE", perturbation kind / value, subset
+    ("COL=VALUE" or None), statistics method, and whether the feature is categorical."""
+
+    feature: str
+    kind: str
+    value: float | None
+    subset: str | None
+    method: str
+    categorical: bool
+
+
+def controls(ctx) -> Choice:
+    """The perturbation widgets (feature, kind, size, statistics, subset)."""
+    from core import perturb as core_perturb
+    from core.associations import METHODS
+
+    # categorical features (drugs, genotypes) first: they are the usual question
+    features = sorted(ctx.target_names(), key=lambda f: ctx.kinds[f.split(":")[0]] != "categorical")
+    c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
+    feature = c1.selectbox(
+        "Feature to perturb (type to search)", features, **state.bound(state.PERT_FEATURE)
+    )
+    mod, _, name = feature.partition(":")
+    t = ctx.pre.transforms[mod]
+    categorical = ctx.kinds[mod] == "categorical"
+    kinds = core_perturb.CATEGORICAL_KINDS if categorical else core_perturb.PERTURB_KINDS
+    state.choose(state.PERT_KIND, kinds)
+    kind = c2.selectbox("Perturbation", kinds, key=state.PERT_KIND)
+    value = None
+    if categorical and kind == "set":
+        levels = t.levels[t.var_names.index(name)]
+        state.choose(state.PERT_LEVEL, levels, preferred=levels[-1])
+        value = float(levels.index(c3.selectbox("Set level to", levels, key=state.PERT_LEVEL)))
+    elif kind in ("set", "shift"):
+        column = ctx.data[mod][:, t.var_names.index(name)]
+        default = 1.0 if kind == "shift" else float(np.nanmedian(column))
+        label = "k (standard deviations)" if kind == "shift" else "value (data units)"
+        value = float(c3.number_input(label, value=default, key=f"{state.PERT_VALUE}_{kind}"))
+    method = c4.selectbox("Statistics", METHODS, help=HELP_METHOD, **state.bound(state.PERT_METHOD))
+    s1, s2 = st.columns(2)
+    obs = ctx.obs
+    cat_cols = [c for c in obs.columns if colors.is_categorical(obs[c])]
+    sub_col = s1.selectbox("Perturb only samples with", [ALL, *cat_cols], key=state.PERT_SUBSET_COL)
+    subset = None
+    if sub_col != ALL:
+        levels = sorted(map(str, obs[sub_col].dropna().unique()))
+        state.choose(state.PERT_SUBSET_VAL, levels)
+        subset = f"{sub_col}={s2.selectbox(sub_col, levels, key=state.PERT_SUBSET_VAL)}"
+    return Choice(feature, kind, value, subset, method, categorical)
+
+
+def metrics(res, *, categorical: bool) -> None:
+    """The headline numbers of a perturbation result."""
+    disp = np.linalg.norm(res.displacement, axis=2)  # (n_refits, n_pert)
+    table = res.table
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("perturbed samples", f"{len(res.rows):,}")
+    m2.metric(
+        "mean |Δz|",
+        f"{disp.mean():.3g}",
+        help="Latent displacement, averaged over samples and refits",
+    )
+    m3.metric(
+        "spread over refits",
+        f"{disp.mean(axis=1).std():.2g}",
+        help="SD over refits of the mean displacement",
+    )
+    m4.metric("significant pairs", f"{int(table['significant'].sum()):,} / {len(table):,}")
+    if categorical and res.kind == "set":
+        st.caption(
+            "Samples already at the chosen level are left out (as in MOVE): the "
+            "question is what changes when the others get it."
+        )
+
+
+def screen_panel(ref, ctx, method: str) -> None:
+    """Expander: screen every feature of a modality, with a progress bar and a download."""
+    with st.expander("Screen every feature of a modality", icon=":material/manage_search:"):
+        sm1, sm2 = st.columns([2, 1])
+        screen_mod = sm1.selectbox("Modality", list(ctx.features), key=state.PERT_SCREEN_MOD)
+        if sm2.button("Run screen", icon=":material/play_arrow:"):
+            bar = st.progress(0.0, "Screening...")
+            with widgets.guard():
+                table = screen(
+                    ref.path,
+                    ref.version,
+                    screen_mod,
+                    None,
+                    method,
+                    lambda f, msg: bar.progress(f, msg),
+                )
+                state.put(state.PERT_SCREEN, (ref.path, screen_mod, method, table))
+        done = state.get(state.PERT_SCREEN)
+        if done and done[0] == ref.path:
+            _, smod, smethod, table = done
+            st.caption(
+                f"{table['source'].nunique()} features of {smod} ({smethod}): "
+                f"{int(table['significant'].sum()):,} significant pairs."
+            )
+            st.dataframe(table[table["significant"]], hide_index=True, height=300, width="stretch")
+            st.download_button(
+                "Screen table (CSV)",
+                table.to_csv(index=False),
+                file_name=f"{ref.name}_{smod}_screen.csv",
+                mime="text/csv",
+                on_click="ignore",
+                icon=":material/download:",
+            )
 
 
 @st.cache_resource(show_spinner="Encoding the baseline of every refit...", max_entries=2)
@@ -37,9 +155,15 @@ def result(path: str, version: float, feature: str, kind: str, value, subset, me
     from dashboard import cache
 
     sub = np.asarray(subset, dtype=int) if isinstance(subset, tuple) else subset
-    return perturb.perturb(cache.load_run(path, version), feature=feature, kind=kind,
-                           value=value, subset=sub, method=method,
-                           context=context(path, version))
+    return perturb.perturb(
+        cache.load_run(path, version),
+        feature=feature,
+        kind=kind,
+        value=value,
+        subset=sub,
+        method=method,
+        context=context(path, version),
+    )
 
 
 def screen(path: str, version: float, modality: str, kind, method: str, progress) -> pd.DataFrame:
@@ -49,11 +173,19 @@ def screen(path: str, version: float, modality: str, kind, method: str, progress
 
     def report(event: dict) -> None:
         if event.get("stage") == "screen":
-            progress(event["step"] / event["total"], f"{event['feature']} ({event['step']}/"
-                     f"{event['total']})")
+            progress(
+                event["step"] / event["total"],
+                f"{event['feature']} ({event['step']}/{event['total']})",
+            )
 
-    return perturb.screen(cache.load_run(path, version), modality=modality, kind=kind,
-                          method=method, context=context(path, version), progress=report)
+    return perturb.screen(
+        cache.load_run(path, version),
+        modality=modality,
+        kind=kind,
+        method=method,
+        context=context(path, version),
+        progress=report,
+    )
 
 
 @st.cache_resource(show_spinner="Fitting the 3D PCA map...", max_entries=4)
@@ -62,11 +194,14 @@ def pca_map(path: str, version: float):
     from core import embed
     from dashboard import cache
 
-    return embed.cached(Path(path), cache.latent(path, version), method="pca", n_components=3,
-                        seed=0)
+    return embed.cached(
+        Path(path), cache.latent(path, version), method="pca", n_components=3, seed=0
+    )
 
 
-def filter_table(table: pd.DataFrame, *, modalities, only_significant: bool, text: str) -> pd.DataFrame:
+def filter_table(
+    table: pd.DataFrame, *, modalities, only_significant: bool, text: str
+) -> pd.DataFrame:
     """Rows of the association table matching the page's filters."""
     keep = table["target_modality"].isin(list(modalities))
     if only_significant:
@@ -76,8 +211,9 @@ def filter_table(table: pd.DataFrame, *, modalities, only_significant: bool, tex
     return table[keep]
 
 
-def displacement_figure(emb, res, obs: pd.DataFrame, *, max_arrows: int = MAX_ARROWS,
-                        seed: int = 0) -> go.Figure:
+def displacement_figure(
+    emb, res, obs: pd.DataFrame, *, max_arrows: int = MAX_ARROWS, seed: int = 0
+) -> go.Figure:
     """3D map: perturbed samples at their baseline position, a segment + cone to their mean
     perturbed position, coloured by latent displacement; per-refit end points show the spread.
 
@@ -95,36 +231,88 @@ def displacement_figure(emb, res, obs: pd.DataFrame, *, max_arrows: int = MAX_AR
     colour = disp.mean(axis=0)
     names = obs.index.to_numpy()[res.rows].astype(str)
     fig = go.Figure()
-    fig.add_trace(go.Scatter3d(
-        x=base[:, 0], y=base[:, 1], z=base[:, 2], mode="markers", name="baseline",
-        marker={"size": 3, "color": colour, "colorscale": "Viridis", "showscale": True,
-                "colorbar": {"title": "|Δz|"}},
-        text=[f"{s}<br>|Δz| {c:.3g} ± {sd:.2g} over refits" for s, c, sd in
-              zip(names, colour, disp.std(axis=0), strict=True)],
-        hoverinfo="text"))
+    fig.add_trace(
+        go.Scatter3d(
+            x=base[:, 0],
+            y=base[:, 1],
+            z=base[:, 2],
+            mode="markers",
+            name="baseline",
+            marker={
+                "size": 3,
+                "color": colour,
+                "colorscale": "Viridis",
+                "showscale": True,
+                "colorbar": {"title": "|Δz|"},
+            },
+            text=[
+                f"{s}<br>|Δz| {c:.3g} ± {sd:.2g} over refits"
+                for s, c, sd in zip(names, colour, disp.std(axis=0), strict=True)
+            ],
+            hoverinfo="text",
+        )
+    )
     seg = np.full((3 * show.size, 3), np.nan)
     seg[0::3], seg[1::3] = base[show], after[show]
-    fig.add_trace(go.Scatter3d(x=seg[:, 0], y=seg[:, 1], z=seg[:, 2], mode="lines",
-                               name="displacement (refit 0)", hoverinfo="skip",
-                               line={"color": "rgba(80,80,80,0.5)", "width": 2}))
+    fig.add_trace(
+        go.Scatter3d(
+            x=seg[:, 0],
+            y=seg[:, 1],
+            z=seg[:, 2],
+            mode="lines",
+            name="displacement (refit 0)",
+            hoverinfo="skip",
+            line={"color": "rgba(80,80,80,0.5)", "width": 2},
+        )
+    )
     vec = after[show] - base[show]
-    fig.add_trace(go.Cone(x=after[show, 0], y=after[show, 1], z=after[show, 2], u=vec[:, 0],
-                          v=vec[:, 1], w=vec[:, 2], anchor="tip", sizemode="absolute",
-                          sizeref=max(float(np.linalg.norm(vec, axis=1).max()) * 0.3, 1e-6),
-                          colorscale="Viridis", cmin=float(colour.min()),
-                          cmax=float(colour.max()), showscale=False, name="direction",
-                          hoverinfo="skip"))
+    fig.add_trace(
+        go.Cone(
+            x=after[show, 0],
+            y=after[show, 1],
+            z=after[show, 2],
+            u=vec[:, 0],
+            v=vec[:, 1],
+            w=vec[:, 2],
+            anchor="tip",
+            sizemode="absolute",
+            sizeref=max(float(np.linalg.norm(vec, axis=1).max()) * 0.3, 1e-6),
+            colorscale="Viridis",
+            cmin=float(colour.min()),
+            cmax=float(colour.max()),
+            showscale=False,
+            name="direction",
+            hoverinfo="skip",
+        )
+    )
     if res.z_after.shape[0] > 1:  # other refits: the same sample's end point, as a vector
-        ends = [emb.transform(res.z_before[0] + res.displacement[r])[show]
-                for r in range(1, res.z_after.shape[0])]
+        ends = [
+            emb.transform(res.z_before[0] + res.displacement[r])[show]
+            for r in range(1, res.z_after.shape[0])
+        ]
         ends = np.concatenate(ends)
-        fig.add_trace(go.Scatter3d(x=ends[:, 0], y=ends[:, 1], z=ends[:, 2], mode="markers",
-                                   name="end point, other refits", hoverinfo="skip",
-                                   marker={"size": 1.5, "color": "rgba(220,38,38,0.35)"}))
-    fig.update_layout(**plots._LAYOUT, height=560, legend={"orientation": "h"},
-                      title=f"{res.source}: {n} samples moved ({res.kind})",
-                      scene={"xaxis_title": emb.axis_names[0], "yaxis_title": emb.axis_names[1],
-                             "zaxis_title": emb.axis_names[2]})
+        fig.add_trace(
+            go.Scatter3d(
+                x=ends[:, 0],
+                y=ends[:, 1],
+                z=ends[:, 2],
+                mode="markers",
+                name="end point, other refits",
+                hoverinfo="skip",
+                marker={"size": 1.5, "color": "rgba(220,38,38,0.35)"},
+            )
+        )
+    fig.update_layout(
+        **plots._LAYOUT,
+        height=560,
+        legend={"orientation": "h"},
+        title=f"{res.source}: {n} samples moved ({res.kind})",
+        scene={
+            "xaxis_title": emb.axis_names[0],
+            "yaxis_title": emb.axis_names[1],
+            "zaxis_title": emb.axis_names[2],
+        },
+    )
     return fig
 
 
@@ -133,18 +321,35 @@ def volcano(table: pd.DataFrame, *, highlight: str | None = None) -> go.Figure:
     fig = go.Figure()
     for sig, colour in ((False, plots.NA_COLOR), (True, plots.PALETTE[1])):
         part = table[table["significant"] == sig]
-        fig.add_trace(go.Scattergl(
-            x=part["effect_std"], y=part["score"], mode="markers",
-            name="significant" if sig else "not significant",
-            marker={"size": 5, "color": colour}, text=part["target"],
-            hovertemplate="%{text}<br>effect %{x:.3g} SD<br>score %{y:.3g}<extra></extra>"))
+        fig.add_trace(
+            go.Scattergl(
+                x=part["effect_std"],
+                y=part["score"],
+                mode="markers",
+                name="significant" if sig else "not significant",
+                marker={"size": 5, "color": colour},
+                text=part["target"],
+                hovertemplate="%{text}<br>effect %{x:.3g} SD<br>score %{y:.3g}<extra></extra>",
+            )
+        )
     if highlight is not None and highlight in set(table["target"]):
         row = table[table["target"] == highlight].iloc[0]
-        fig.add_trace(go.Scattergl(x=[row["effect_std"]], y=[row["score"]], mode="markers",
-                                   name=highlight, marker={"size": 12, "symbol": "circle-open",
-                                                           "color": "black"}))
-    fig.update_layout(**plots._LAYOUT, height=380, title="Volcano",
-                      xaxis_title="effect (SD of the target)", yaxis_title="score")
+        fig.add_trace(
+            go.Scattergl(
+                x=[row["effect_std"]],
+                y=[row["score"]],
+                mode="markers",
+                name=highlight,
+                marker={"size": 12, "symbol": "circle-open", "color": "black"},
+            )
+        )
+    fig.update_layout(
+        **plots._LAYOUT,
+        height=380,
+        title="Volcano",
+        xaxis_title="effect (SD of the target)",
+        yaxis_title="score",
+    )
     return fig
 
 
@@ -154,14 +359,21 @@ def before_after(before: np.ndarray, after: np.ndarray, *, target: str) -> go.Fi
 
     before, after: (n_refits, n_pert).
     """
-    b, a = np.nanmean(before, axis=0), np.nanmean(after, axis=0)
+    ok = np.isfinite(before).all(axis=0)  # samples that have the target's modality
+    before, after = before[:, ok], after[:, ok]
+    b, a = before.mean(axis=0), after.mean(axis=0)
     shift = np.nanmean(after - before, axis=1)  # per refit
     fig = go.Figure()
     fig.add_trace(go.Histogram(x=b, name="before", opacity=0.6, marker_color=plots.PALETTE[0]))
     fig.add_trace(go.Histogram(x=a, name="after", opacity=0.6, marker_color=plots.PALETTE[1]))
-    fig.update_layout(**plots._LAYOUT, height=380, barmode="overlay", xaxis_title=target,
-                      title=f"{target}: mean change {np.nanmean(shift):+.3g} "
-                            f"(refits {np.nanmin(shift):+.3g} .. {np.nanmax(shift):+.3g})")
+    fig.update_layout(
+        **plots._LAYOUT,
+        height=380,
+        barmode="overlay",
+        xaxis_title=target,
+        title=f"{target}: mean change {np.nanmean(shift):+.3g} "
+        f"(refits {np.nanmin(shift):+.3g} .. {np.nanmax(shift):+.3g})",
+    )
     return fig
 
 

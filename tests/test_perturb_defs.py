@@ -81,12 +81,14 @@ def test_subset_mask():
 
 
 def test_truth_metrics():
-    table = pd.DataFrame({
-        "source": ["drug:a"] * 4 + ["drug:b"] * 2,
-        "target": ["rna:x", "rna:y", "rna:z", "protein:p", "rna:x", "rna:y"],
-        "score": [5.0, 1.0, 3.0, 9.0, 0.5, 4.0],
-        "significant": [True, False, True, True, False, True],
-    })
+    table = pd.DataFrame(
+        {
+            "source": ["drug:a"] * 4 + ["drug:b"] * 2,
+            "target": ["rna:x", "rna:y", "rna:z", "protein:p", "rna:x", "rna:y"],
+            "score": [5.0, 1.0, 3.0, 9.0, 0.5, 4.0],
+            "significant": [True, False, True, True, False, True],
+        }
+    )
     planted = pd.DataFrame({"source": ["drug:a", "drug:b"], "target": ["rna:x", "rna:y"]})
     m = perturb.truth_metrics(table, planted)
     # rna targets only: positives scores 5, 4; negatives 1, 3, 0.5 -> AUROC 1

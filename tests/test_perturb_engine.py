@@ -47,8 +47,11 @@ class FakeRun:
         self._models = []
         for r in range(n_refits):
             torch.manual_seed(r)
-            m = build_model(specs, n_cond=0, config=ModelConfig(model="multivae", n_latent=4,
-                                                                n_hidden=16, dropout=0.0))
+            m = build_model(
+                specs,
+                n_cond=0,
+                config=ModelConfig(model="multivae", n_latent=4, n_hidden=16, dropout=0.0),
+            )
             self._models.append(m.eval())
         self.n_refits = n_refits
 
@@ -71,8 +74,10 @@ def test_context_baseline_matches_model(setup):
     t = run.preprocessor.tensors(mdata)
     with torch.no_grad():
         mean, _ = run.model(1).encode(
-            {m: torch.from_numpy(v.x) for m, v in t.items()}, None,
-            {m: torch.from_numpy(v.present.astype(np.float32)) for m, v in t.items()})
+            {m: torch.from_numpy(v.x) for m, v in t.items()},
+            None,
+            {m: torch.from_numpy(v.present.astype(np.float32)) for m, v in t.items()},
+        )
     np.testing.assert_allclose(ctx.z0[1], mean.numpy(), rtol=1e-5, atol=1e-6)
 
 
@@ -116,8 +121,9 @@ def test_categorical_skips_samples_already_at_level(setup):
 def test_subset_and_methods(setup):
     run, mdata, ctx = setup
     for method in ("bayes", "ttest", "ks"):
-        res = perturb.perturb(run, feature="rna:g0", subset="tissue=liver", method=method,
-                              context=ctx)
+        res = perturb.perturb(
+            run, feature="rna:g0", subset="tissue=liver", method=method, context=ctx
+        )
         assert res.rows.max() < 20
         assert res.table["fdr"].between(0, 1).all(), method
 

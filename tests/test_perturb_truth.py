@@ -15,8 +15,15 @@ from core.models import ModelConfig
 from core.runs import DataConfig, RunConfig, TrainConfig, load_run
 from core.train import train
 
-PARAMS = {"n_obs": 240, "n_genes": 100, "n_cpgs": 40, "n_proteins": 16, "n_drugs": 3,
-          "n_regulators": 3, "seed": 0}
+PARAMS = {
+    "n_obs": 240,
+    "n_genes": 100,
+    "n_cpgs": 40,
+    "n_proteins": 16,
+    "n_drugs": 3,
+    "n_regulators": 3,
+    "seed": 0,
+}
 
 pytestmark = pytest.mark.slow
 
@@ -40,8 +47,9 @@ def test_planted_drug_and_regulator_associations_are_found(trained):
     planted = mdata.uns["associations"]
     drugs = perturb.screen(run, modality="drug", context=ctx)
     regulators = ["protein:" + p for p in mdata.uns["simulation"]["regulator_proteins"]]
-    regs = perturb.screen(run, modality="protein", context=ctx,
-                          features=[r.split(":")[1] for r in regulators])
+    regs = perturb.screen(
+        run, modality="protein", context=ctx, features=[r.split(":")[1] for r in regulators]
+    )
     m_drug = perturb.truth_metrics(drugs, planted)
     m_reg = perturb.truth_metrics(regs, planted, sources=regulators)
     assert m_drug["n_planted"] > 20 and m_reg["n_planted"] > 20
@@ -53,8 +61,13 @@ def test_planted_drug_and_regulator_associations_are_found(trained):
 
 def test_displacement_has_refit_spread(trained):
     run, mdata, ctx = trained
-    res = perturb.perturb(run, feature="drug:drug1" if "drug1" in ctx.features["drug"]
-                          else f"drug:{ctx.features['drug'][0]}", context=ctx)
+    res = perturb.perturb(
+        run,
+        feature="drug:drug1"
+        if "drug1" in ctx.features["drug"]
+        else f"drug:{ctx.features['drug'][0]}",
+        context=ctx,
+    )
     disp = np.linalg.norm(res.displacement, axis=2)  # (n_refits, n_pert)
     assert disp.shape == (3, len(res.rows)) and (disp > 0).all()
     # refits are independent fits: their displacements differ
@@ -79,9 +92,25 @@ def test_cli_feature_with_options(trained, tmp_path, capsys):
     run, mdata, ctx = trained
     out = tmp_path / "one.csv"
     protein = ctx.features["protein"][0]
-    code = cli.main(["perturb", str(run.path), "--feature", f"protein:{protein}", "--kind",
-                     "shift", "--value", "2", "--subset", "tissue=" + str(mdata.obs["tissue"].iloc[0]),
-                     "--method", "ttest", "--out", str(out), "--json"])
+    code = cli.main(
+        [
+            "perturb",
+            str(run.path),
+            "--feature",
+            f"protein:{protein}",
+            "--kind",
+            "shift",
+            "--value",
+            "2",
+            "--subset",
+            "tissue=" + str(mdata.obs["tissue"].iloc[0]),
+            "--method",
+            "ttest",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert code == 0
     table = pd.read_csv(out)
     assert set(table["source"]) == {f"protein:{protein}"} and "p_value" in table.columns
@@ -89,13 +118,25 @@ def test_cli_feature_with_options(trained, tmp_path, capsys):
 
 def test_cli_errors_are_one_line(trained, tmp_path, capsys):
     run, mdata, ctx = trained
-    code = cli.main(["perturb", str(run.path), "--feature", "drug:nope", "--out",
-                     str(tmp_path / "x.csv")])
+    code = cli.main(
+        ["perturb", str(run.path), "--feature", "drug:nope", "--out", str(tmp_path / "x.csv")]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: feature 'nope' is not in modality 'drug'")
-    code = cli.main(["perturb", str(run.path), "--screen", "drug", "--kind", "plus_std",
-                     "--out", str(tmp_path / "x.csv")])
+    code = cli.main(
+        [
+            "perturb",
+            str(run.path),
+            "--screen",
+            "drug",
+            "--kind",
+            "plus_std",
+            "--out",
+            str(tmp_path / "x.csv"),
+        ]
+    )
     assert code == 2 and "does not apply to a categorical" in capsys.readouterr().err
-    code = cli.main(["perturb", str(run.path), "--screen", "drug", "--out",
-                     str(tmp_path / "missing" / "x.csv")])
+    code = cli.main(
+        ["perturb", str(run.path), "--screen", "drug", "--out", str(tmp_path / "missing" / "x.csv")]
+    )
     assert code == 2 and "does not exist" in capsys.readouterr().err
