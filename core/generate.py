@@ -18,6 +18,12 @@ Gaussian on the standardised logit scale (so they stay in (0, 1)), continuous va
 Gaussian, categorical codes from the softmax. With ``"mean"`` a categorical feature takes its
 most probable level so codes stay valid levels.
 
+``noise="calibrated"`` replaces the decoder's per-feature dispersion (counts) and variance
+(proportion, continuous) by method-of-moments estimates from the training samples' residuals
+around their decoded posterior means (:meth:`Generator.calibrated_noise`). Use it when those
+parameters are under-trained (they start at theta = 1 / variance = 1 and move slowly), which
+shows as too many zeros and too much spread in the draws.
+
 Also: :meth:`Generator.interpolate` (a path between two samples or two group centroids),
 :meth:`Generator.sweep` (vary one condition, e.g. age, with everything else fixed) and
 :meth:`Generator.cross_modal` (encode one modality of real samples, decode the others).
@@ -47,8 +53,10 @@ if TYPE_CHECKING:
 
 Mode = Literal["prior", "posterior"]
 Output = Literal["mean", "sample"]
+Noise = Literal["model", "calibrated"]
 MODES: tuple[str, ...] = get_args(Mode)
 OUTPUTS: tuple[str, ...] = get_args(Output)
+NOISES: tuple[str, ...] = get_args(Noise)
 
 PROVENANCE_KEY = "generation"
 SOURCE_COLUMN = "source_sample"
@@ -257,6 +265,8 @@ class Generator:
         if check is not None:
             check(self.mdata, run_name=str(run.name))
         tensors = self.pre.tensors(self.mdata)
+        self._tensors = tensors
+        self._calibrated: dict[str, dict[str, np.ndarray]] | None = None
         self.mean, self.var = self._posterior(tensors)
         # Library size per counts modality (n_obs,); absent samples get the training median.
         self.library: dict[str, np.ndarray] = {}
@@ -383,9 +393,18 @@ class Generator:
         output: Output,
         rng: np.random.Generator,
         modalities: Sequence[str] | None = None,
+        noise: Noise = "model",
     ) -> dict[str, np.ndarray]:
-        """z (n, n_latent) -> {mod: (n, n_features)} float32 in data units."""
+        """z (n, n_latent) -> {mod: (n, n_features)} float32 in data units.
+
+        noise: "model" draws with the decoder's own dispersion / variance; "calibrated" with
+        the per-feature values re-estimated on the training data (:meth:`calibrated_noise`).
+        """
         import torch
+
+        if noise not in NOISES:
+            raise InputError(f"noise must be one of {', '.join(NOISES)}, got {noise!r}")
+        override = self.calibrated_noise() if noise == "calibrated" and output == "sample" else {}
 
         n = len(z)
         cond = self.pre.condition_matrix(cond_obs if self.conditions else None, n_obs=n)
@@ -404,6 +423,7 @@ class Generator:
         out = {}
         for m in mods:
             p = {k: v.detach().cpu().numpy() for k, v in params[m].items()}
+            p.update(override.get(m, {}))
             out[m] = _to_data(
                 self.pre.transforms[m],
                 self.pre.transforms[m].kind,
@@ -412,6 +432,52 @@ class Generator:
                 output=output,
                 rng=rng,
             )
+        return out
+
+    def calibrated_noise(self) -> dict[str, dict[str, np.ndarray]]:
+        """Per-feature noise re-estimated on the training samples (method of moments).
+
+        The decoder's dispersion (counts) and variance (Gaussian kinds) are single learned
+        parameters per feature that can stay far from their fitted values when training is
+        short. Here they are re-estimated from the residuals of the training samples around
+        their decoded posterior means: counts theta_g = sum mu^2 / sum((x - mu)^2 - mu)
+        (clipped to [1e-2, 1e4]); Gaussian logvar_g = log mean (y - mean)^2 on the model's
+        standardised scale. Returns {mod: {"log_theta" | "logvar": (n_features,)}}; computed
+        once per Generator.
+        """
+        if self._calibrated is not None:
+            return self._calibrated
+        import torch
+
+        rows = np.nonzero(self.train)[0]
+        cond = self.pre.condition_matrix(
+            self.obs.iloc[rows][self.conditions] if self.conditions else None, n_obs=len(rows)
+        )
+        with torch.no_grad():
+            z = torch.as_tensor(self.mean[rows].astype(np.float32))
+            libs = {
+                m: torch.as_tensor(
+                    np.nan_to_num(v[rows], nan=1.0).astype(np.float32).reshape(-1, 1)
+                )
+                for m, v in self.library.items()
+            }
+            params = self.model.decode(z, torch.as_tensor(cond) if cond.shape[1] else None, libs)
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for m, t in self.pre.transforms.items():
+            tens = self._tensors[m]
+            pres = tens.present[rows]
+            y = tens.target[rows][pres].astype(np.float64)
+            w = np.ones_like(y) if tens.mask is None else tens.mask[rows][pres].astype(np.float64)
+            if t.kind == "counts":
+                mu = np.exp(params[m]["log_mu"].numpy()[pres].astype(np.float64))
+                excess = (w * ((y - mu) ** 2 - mu)).sum(0)
+                theta = (w * mu**2).sum(0) / np.maximum(excess, 1e-8)
+                out[m] = {"log_theta": np.log(np.clip(theta, 1e-2, 1e4))}
+            elif t.kind in ("proportion", "continuous"):
+                mean = params[m]["mean"].numpy()[pres].astype(np.float64)
+                var = (w * (y - mean) ** 2).sum(0) / np.maximum(w.sum(0), 1.0)
+                out[m] = {"logvar": np.log(np.clip(var, 1e-6, None))}
+        self._calibrated = out
         return out
 
     def _library_for(self, src: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -437,6 +503,7 @@ class Generator:
         mode: Mode = "posterior",
         temperature: float = 1.0,
         output: Output = "sample",
+        noise: Noise = "model",
         seed: int = 0,
     ) -> mudata.MuData:
         """``n`` samples per condition set. Returns MuData (n * n_sets samples)."""
@@ -468,7 +535,7 @@ class Generator:
         z = np.vstack(zs)
         cond_obs = pd.concat(conds, ignore_index=True)
         library = {m: np.concatenate([lib[m] for lib in libs]) for m in self.library}
-        data = self.decode(z, cond_obs, library, output=output, rng=rng)
+        data = self.decode(z, cond_obs, library, output=output, rng=rng, noise=noise)
         obs = pd.concat(obs_parts, ignore_index=True)
         obs.index = [f"syn-{i:06d}" for i in range(len(obs))]
         provenance = {
@@ -479,6 +546,7 @@ class Generator:
             "seed": int(seed),
             "temperature": float(temperature),
             "output": output,
+            "noise": noise,
             "n_per_set": n,
             "conditions": json.dumps(sets),
         }
@@ -536,6 +604,7 @@ class Generator:
         end: str | Mapping[str, Any],
         steps: int = 10,
         output: Output = "mean",
+        noise: Noise = "model",
         seed: int = 0,
     ) -> mudata.MuData:
         """Decode ``steps`` points on the straight line between two latent points.
@@ -562,7 +631,7 @@ class Generator:
             m: np.exp((1 - t) * np.log(a["lib"][m]) + t * np.log(b["lib"][m])) for m in self.library
         }
         rng = np.random.default_rng(seed)
-        data = self.decode(z, cond, library, output=output, rng=rng)
+        data = self.decode(z, cond, library, output=output, rng=rng, noise=noise)
         obs = cond.copy()
         obs.insert(0, "t", t)
         obs.index = [f"path-{i:04d}" for i in range(steps)]
@@ -574,6 +643,7 @@ class Generator:
             "seed": int(seed),
             "temperature": 0.0,
             "output": output,
+            "noise": noise,
             "conditions": json.dumps({"start": start, "end": end}, default=str),
         }
         return self._mudata(data, obs, provenance, latent=z)
@@ -618,6 +688,7 @@ class Generator:
         mode: Mode = "posterior",
         temperature: float = 1.0,
         output: Output = "mean",
+        noise: Noise = "model",
         seed: int = 0,
     ) -> mudata.MuData:
         """Vary one condition (e.g. age) over ``values`` with everything else fixed.
@@ -663,7 +734,9 @@ class Generator:
             obs_parts.append(self._output_obs(src, cset, cond, mode=mode, set_index=i))
         z = np.vstack(zs)
         library = {m: np.tile(v, len(checked)) for m, v in lib1.items()}
-        data = self.decode(z, pd.concat(conds, ignore_index=True), library, output=output, rng=rng)
+        data = self.decode(
+            z, pd.concat(conds, ignore_index=True), library, output=output, rng=rng, noise=noise
+        )
         obs = pd.concat(obs_parts, ignore_index=True)
         obs.index = [f"sweep-{i:06d}" for i in range(len(obs))]
         provenance = {
@@ -674,6 +747,7 @@ class Generator:
             "seed": int(seed),
             "temperature": float(temperature),
             "output": output,
+            "noise": noise,
             "conditions": json.dumps(checked),
         }
         return self._mudata(data, obs, provenance, latent=z)
@@ -686,6 +760,7 @@ class Generator:
         n_draws: int = 1,
         temperature: float = 0.0,
         output: Output = "mean",
+        noise: Noise = "model",
         seed: int = 0,
     ) -> mudata.MuData:
         """Given modality ``source`` of real samples, generate every modality of the run.
@@ -745,7 +820,7 @@ class Generator:
         cond_obs = (
             obs.iloc[rep][self.conditions].reset_index(drop=True) if self.conditions else None
         )
-        data = self.decode(z, cond_obs, library, output=output, rng=rng)
+        data = self.decode(z, cond_obs, library, output=output, rng=rng, noise=noise)
         out_obs = obs.iloc[rep].reset_index(drop=True)
         out_obs[SOURCE_COLUMN] = ids[rep]
         out_obs.index = [
@@ -760,6 +835,7 @@ class Generator:
             "seed": int(seed),
             "temperature": float(temperature),
             "output": output,
+            "noise": noise,
             "conditions": json.dumps({"source": source}),
         }
         return self._mudata(data, out_obs, provenance, latent=z)
@@ -795,6 +871,7 @@ def generate(
     mode: Mode = "posterior",
     temperature: float = 1.0,
     output: Output = "sample",
+    noise: Noise = "model",
     seed: int = 0,
     mdata: mudata.MuData | None = None,
     refit: int = 0,
@@ -808,7 +885,13 @@ def generate(
     """
     gen = Generator(run, mdata=mdata, refit=refit)
     return gen.generate(
-        conditions=conditions, n=n, mode=mode, temperature=temperature, output=output, seed=seed
+        conditions=conditions,
+        n=n,
+        mode=mode,
+        temperature=temperature,
+        output=output,
+        noise=noise,
+        seed=seed,
     )
 
 
@@ -1040,7 +1123,16 @@ def generate_command(args: argparse.Namespace) -> tuple[str, dict]:
             f"({', '.join(run.modalities)}) and .h5ad holds one; use .h5mu or a path without extension"
         )
     t0 = time.perf_counter()
-    mdata = generate(run, conditions=conditions, n=args.n, mode=args.mode, seed=args.seed)
+    options = {
+        "temperature": 1.0
+        if getattr(args, "temperature", None) is None
+        else float(args.temperature),
+        "output": getattr(args, "output", None) or "sample",
+        "noise": getattr(args, "noise", None) or "model",
+    }
+    mdata = generate(
+        run, conditions=conditions, n=args.n, mode=args.mode, seed=args.seed, **options
+    )
     seconds = time.perf_counter() - t0
     written = write_generated(mdata, out)
     text = (
@@ -1055,6 +1147,7 @@ def generate_command(args: argparse.Namespace) -> tuple[str, dict]:
         "mode": args.mode,
         "seed": args.seed,
         "conditions": conditions,
+        **options,
         "seconds": seconds,
     }
     return text, payload

@@ -191,3 +191,24 @@ def test_read_generated_rejects_other_files(tmp_path):
         read_generated(bad)
     with pytest.raises(InputError, match="no <modality>.csv"):
         read_generated(tmp_path)
+
+
+def test_condition_sets_vary_repeated_columns(tiny_run_template, tmp_path, cli):
+    from core.generate import condition_sets
+
+    assert condition_sets(None) == [{}]
+    assert condition_sets(["tissue=liver", "tissue=lung", "age=60"]) == [
+        {"tissue": "liver", "age": "60"},
+        {"tissue": "lung", "age": "60"},
+    ]
+    out = tmp_path / "two.h5mu"
+    res = cli("generate", tiny_run_template, "--condition", "tissue=liver", "--condition",
+              "tissue=lung", "--n", 10, "--out", out, "--json")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    from core.generate import read_generated
+
+    back = read_generated(out)
+    assert sorted(back.obs["tissue"].astype(str).value_counts().items()) == [
+        ("liver", 10),
+        ("lung", 10),
+    ]

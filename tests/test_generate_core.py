@@ -256,3 +256,32 @@ def test_write_h5ad_single_modality_only(gen_uncond, tmp_path, mdata):
     assert list(back.mod) == ["rna"]
     np.testing.assert_array_equal(back.mod["rna"].X, out.mod["rna"].X)
     assert back.uns[PROVENANCE_KEY]["seed"] == 0
+
+
+def test_calibrated_noise(gen_uncond):
+    cal = gen_uncond.calibrated_noise()
+    assert set(cal) == {"rna", "methylation"}  # categorical has no noise parameter
+    assert cal["rna"]["log_theta"].shape == (12,) and np.isfinite(cal["rna"]["log_theta"]).all()
+    assert cal["methylation"]["logvar"].shape == (5,)
+    a = gen_uncond.generate(n=30, seed=5, noise="model")
+    b = gen_uncond.generate(n=30, seed=5, noise="calibrated")
+    np.testing.assert_array_equal(a.obsm["X_latent"], b.obsm["X_latent"])  # same z ...
+    assert not np.array_equal(a.mod["rna"].X, b.mod["rna"].X)  # ... other noise
+    assert b.uns[PROVENANCE_KEY]["noise"] == "calibrated"
+    with pytest.raises(InputError, match="noise must be one of"):
+        gen_uncond.generate(n=3, noise="loud")
+
+
+def test_calibrated_noise_matches_residual_variance(gen_uncond):
+    """Gaussian kinds: drawing around the decoded training means with the calibrated variance
+    reproduces the residual variance of the training data on the model's scale."""
+    rows = np.nonzero(gen_uncond.train)[0]
+    tens = gen_uncond._tensors["methylation"]
+    pres = tens.present[rows]
+    logvar = gen_uncond.calibrated_noise()["methylation"]["logvar"]
+    out = gen_uncond.decode(gen_uncond.mean[rows], None, {}, output="mean",
+                            rng=np.random.default_rng(0), modalities=["methylation"])  # fmt: skip
+    t = gen_uncond.pre.transforms["methylation"]
+    mean_std = (np.log(out["methylation"] / (1 - out["methylation"])) - t.mean) / t.sd
+    resid = tens.target[rows][pres] - mean_std[pres]
+    np.testing.assert_allclose(np.log((resid**2).mean(0)), logvar, rtol=1e-3, atol=1e-3)
