@@ -15,8 +15,11 @@ decoder on seeded simulated NB counts (20,000 x 2,000 by default), at each batch
   timed alone: the machine's limit for this network, against which ``ours`` reports GFLOP/s.
 
 Wall-clock throughput (samples_per_s) is what the issue asks for, but on a shared, loaded CPU it
-depends on what else runs at that moment; samples_per_cpu_s (samples per CPU-second of the
-process, all threads) hardly does, so the ``*_cpu`` ratios are the load-robust comparison.
+depends on what else runs at that moment (seen here: 2x between epochs); samples_per_cpu_s
+(samples per CPU-second of the process, all threads) depends on it much less (about +-15%), so
+the ``*_cpu`` ratios are the more load-robust comparison. Children run with OMP_WAIT_POLICY=PASSIVE
+(``--omp-wait-policy``): with spinning OpenMP threads an oversubscribed 2-core machine made
+2-thread torch up to 10x slower. Peak RSS target: "under 2 GB" read strictly, 2e9 bytes.
 
 Each measurement runs in its own child process (so peak RSS, ``ru_maxrss``, does not mix between
 configurations), with torch (and OMP/MKL) threads set to ``--threads`` in every child alike. Each
@@ -27,7 +30,7 @@ throughput is samples / second over the timed epochs (the median epoch is report
 FLOPs count only the matrix products (2 * n * in * out per Linear forward; backward: the weight
 gradient plus the input gradient, except for the first layer whose input needs no gradient).
 
-Usage: ``python bench/train_speed.py [--n-obs 20000] [--n-vars 2000] [--epochs 3]
+Usage: ``python bench/train_speed.py [--n-obs 20000] [--n-vars 2000] [--epochs 2]
 [--batch-sizes 128,1024] [--out bench/results/train_speed.json]``. A quick check:
 ``python bench/train_speed.py --n-obs 2000 --n-vars 200 --epochs 1 --no-scvi``.
 The machine is shared and noisy: compare ratios measured within one run, not across runs.
@@ -52,7 +55,7 @@ DEFAULT_SCVI_PYTHON = "/work/scvi-venv/bin/python"
 N_HIDDEN = 128
 N_LATENT = 10
 TARGET_SPEEDUP = 3.0  # ours / scvi-tools at the same batch size
-TARGET_RSS_MB = 2048.0
+TARGET_RSS_MIB = 2e9 / 2**20  # "under 2 GB", read strictly: 2e9 bytes = 1907.3 MiB
 CHILD_TIMEOUT_S = 900
 
 
@@ -116,7 +119,7 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _peak_rss_mb() -> float:
+def _peak_rss_mib() -> float:
     """Peak resident set size of this process in MiB (Linux reports ru_maxrss in KiB)."""
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(kib / 1024.0, 1)
@@ -139,7 +142,7 @@ def _summary(epoch_s: list[float], cpu_s: list[float], samples: int, setup_s: fl
         "epoch_cpu_s": [round(t, 3) for t in cpu_s],
         "samples_per_epoch": samples,
         "setup_s": round(setup_s, 2),
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mib": _peak_rss_mib(),
     }
 
 
@@ -376,7 +379,7 @@ def child_matmul(a: argparse.Namespace) -> dict:
         "gflops_per_cpu_s": round(flops * reps / max(cpu, 1e-9) / 1e9, 2),
         "step_ms": round(1e3 * elapsed / reps, 3),
         "square_1024_gflops": round(2.0 * 1024**3 * n_big / big_s / 1e9, 2),
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mib": _peak_rss_mib(),
     }
 
 
@@ -449,7 +452,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-obs", type=int, default=20_000, help="samples (cells)")
     parser.add_argument("--n-vars", type=int, default=2_000, help="features (genes)")
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per configuration")
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs per configuration")
     parser.add_argument("--warmup-epochs", type=int, default=1, help="untimed epochs first")
     parser.add_argument("--batch-sizes", default="128,1024", help="comma-separated batch sizes")
     parser.add_argument("--threads", type=int, default=2, help="torch threads in every child")
@@ -519,7 +522,7 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "flops_per_sample": flops,
         "scvi_python": None if a.no_scvi else scvi_python,
-        "targets": {"speedup_vs_scvi": TARGET_SPEEDUP, "peak_rss_mb": TARGET_RSS_MB},
+        "targets": {"speedup_vs_scvi": TARGET_SPEEDUP, "peak_rss_mib": round(TARGET_RSS_MIB, 1)},
         "results": [],
     }
     with tempfile.TemporaryDirectory(prefix="train_speed_") as tmp:
@@ -566,10 +569,10 @@ def main(argv: list[str] | None = None) -> dict:
                 "ours_vs_torch_cpu": _ratio(ours, row["torch"], cpu),
                 "torch_vs_scvi_cpu": _ratio(row["torch"], row["scvi"], cpu),
             }
-            rss = ours.get("peak_rss_mb")
+            rss = ours.get("peak_rss_mib")
             row["target_met"] = {
                 "speedup": None if speedup is None else speedup >= TARGET_SPEEDUP,
-                "peak_rss": None if rss is None else rss < TARGET_RSS_MB,
+                "peak_rss": None if rss is None else rss < TARGET_RSS_MIB,
             }
             result["results"].append(row)
     checks = [v for r in result["results"] for v in r["target_met"].values()]
