@@ -23,6 +23,7 @@ PALETTE = (
 NA_COLOR = "#c4c4c4"
 MAX_LEGEND_LEVELS = 40
 _LAYOUT = {"template": "plotly_white", "margin": {"l": 10, "r": 10, "t": 40, "b": 10}}
+LAYOUT = _LAYOUT  # shared look for figures built elsewhere: fig.update_layout(**plots.LAYOUT)
 
 
 def _hover(hover: pd.DataFrame | None, idx: np.ndarray) -> tuple[np.ndarray | None, str]:

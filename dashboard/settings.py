@@ -7,7 +7,7 @@ Every path is absolute and independent of the directory the app was started from
 | ``OLE_RUNS_DIR`` | ``<repo>/runs`` | trained runs (one directory each) |
 | ``OLE_DATA_DIR`` | ``<repo>/assets`` | bundled / downloaded built-in data |
 | ``OLE_UPLOAD_DIR`` | ``<repo>/uploads`` | datasets uploaded on the Data page, one directory each |
-| ``OLE_CACHE_DIR`` | ``<repo>/cache`` | derived data that survives a restart |
+| ``OLE_CACHE_DIR`` | ``<repo>/cache`` | derived data not tied to one run (per-run caches live in the run) |
 | ``OLE_MAX_UPLOAD_MB`` | ``200`` | larger uploads are refused with a message |
 
 Settings are read on every call (no module-level state), so tests can point them elsewhere.

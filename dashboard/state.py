@@ -74,6 +74,9 @@ PERT_ONLY_SIG = "pert_only_sig"
 PERT_SEARCH = "pert_search"
 PERT_TARGET = "pert_target"  # the target whose distribution is shown
 PERT_SCREEN = "pert_screen"  # (run path, modality, method, screen table) of this session
+PERT_SCREEN_MOD = "pert_screen_mod"
+PERT_TABLE = "pert_table"  # the association table widget (row selection)
+PERT_PICKED = "pert_picked"  # the target of the last clicked row (applied once)
 
 # Requests from one script run to the next (applied before widgets are created)
 _PENDING_DATASET = "_pending_dataset"

@@ -112,3 +112,27 @@ def progress(status: Mapping, history: pd.DataFrame) -> tuple[float, str]:
 def _duration(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def headline_metrics(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` (from list_runs) plus headline numbers read from each run's metrics.json:
+    kNN label accuracy in the latent space (and of a PCA baseline) and the mean reconstruction
+    MSE relative to a predict-the-mean baseline (lower is better; 1 = no better than the mean)."""
+    knn, knn_pca, ratio = [], [], []
+    for path in runs.get("path", pd.Series(dtype=str)):
+        try:
+            metrics = json.loads((Path(path) / "metrics.json").read_text())
+        except (OSError, ValueError):
+            metrics = {}
+        k = metrics.get("knn") or {}
+        knn.append(k.get("latent"))
+        knn_pca.append(k.get("pca"))
+        ratios = [
+            r.get("ratio")
+            for r in (metrics.get("recon") or {}).values()
+            if isinstance(r, dict) and r.get("ratio") is not None
+        ]
+        ratio.append(sum(ratios) / len(ratios) if ratios else None)
+    out = runs.copy()
+    out["knn_latent"], out["knn_pca"], out["recon_vs_mean"] = knn, knn_pca, ratio
+    return out

@@ -57,7 +57,7 @@ chosen = left.multiselect(
     features,
     default=default,
     max_selections=6,
-    key=state.DATA_FEATURES,
+    key=f"{state.DATA_FEATURES}:{name}",  # one selection per dataset
 )
 obs = mdata.obs
 groups_ok = [

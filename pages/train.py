@@ -32,18 +32,44 @@ runs = cache.list_runs(settings.runs_dir)
 if runs.empty:
     st.info("No runs yet: train one above.")
     st.stop()
+runs = training.headline_metrics(runs)
 columns = [
     c
-    for c in ("name", "state", "model", "data", "n_latent", "epoch", "val_loss", "seconds", "error")
+    for c in (
+        "name",
+        "state",
+        "model",
+        "data",
+        "n_latent",
+        "epoch",
+        "val_loss",
+        "knn_latent",
+        "knn_pca",
+        "recon_vs_mean",
+        "seconds",
+        "error",
+    )
     if c in runs
 ]
+number = st.column_config.NumberColumn
 st.dataframe(
     runs[columns],
     hide_index=True,
     width="stretch",
     column_config={
-        "val_loss": st.column_config.NumberColumn("val. loss", format="%.4g"),
-        "seconds": st.column_config.NumberColumn("seconds", format="%.0f"),
+        "val_loss": number("val. loss", format="%.4g"),
+        "knn_latent": number(
+            "kNN acc. (latent)",
+            format="%.3f",
+            help="15-NN accuracy of the label column on held-out samples",
+        ),
+        "knn_pca": number("kNN acc. (PCA)", format="%.3f", help="the same on a PCA of the input"),
+        "recon_vs_mean": number(
+            "recon. MSE / mean baseline",
+            format="%.3f",
+            help="mean over modalities; below 1 beats predicting the mean",
+        ),
+        "seconds": number("seconds", format="%.0f"),
     },
 )
 

@@ -32,9 +32,9 @@ def test_builtin_summary_distributions_and_metadata(ole_empty_dirs):
     titles = [f["layout"]["title"]["text"] for f in figures(at)]
     assert sum(t.startswith("rna:") for t in titles) == 2 and "tissue" in titles and "age" in titles
     protein = next(
-        f for f in at.multiselect(key="data_features").options if f.startswith("protein:")
+        f for f in at.multiselect(key="data_features:synthetic").options if f.startswith("protein:")
     )
-    at.multiselect(key="data_features").set_value([protein]).run()
+    at.multiselect(key="data_features:synthetic").set_value([protein]).run()
     assert_clean(at)
     titles = [f["layout"]["title"]["text"] for f in figures(at)]
     assert titles[0].startswith(protein) and not any(t.startswith("rna:") for t in titles)
@@ -114,3 +114,13 @@ def test_settings_are_repo_relative_and_independent_of_cwd(monkeypatch, tmp_path
     assert s.cache_dir == repo / "cache" and s.max_upload_mb == 200
     monkeypatch.setenv("OLE_RUNS_DIR", "elsewhere/runs")
     assert get_settings().runs_dir == repo / "elsewhere" / "runs"
+
+
+def test_switching_dataset_keeps_the_page_working(ole_empty_dirs):
+    at = open_page("data")
+    at.sidebar.selectbox(key="dataset").select("nutrimouse").run()
+    assert_clean(at)
+    assert at.subheader[0].value == "nutrimouse: 40 samples"
+    assert list(at.dataframe[0].value["modality"]) == ["gene", "lipid"]
+    titles = [f["layout"]["title"]["text"] for f in figures(at)]
+    assert sum(t.startswith("gene:") for t in titles) == 2

@@ -27,6 +27,7 @@ def test_shipped_demo_run_is_copied_and_shown(first_launch, tiny_run_template, m
     assert not list(first_launch.runs.glob(".*tmp*"))  # copied through a temp dir + rename
 
 
+@pytest.mark.slow
 def test_without_a_shipped_run_the_demo_trains_in_the_background(first_launch, monkeypatch):
     monkeypatch.setenv("OLE_DEMO_ASSET", str(first_launch.cache / "no-such-run"))
     monkeypatch.setattr(

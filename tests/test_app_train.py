@@ -5,6 +5,7 @@ import json
 import time
 
 import pandas as pd
+import pytest
 from st_apptest import assert_clean, figure, open_page
 
 from core.cli import build_parser
@@ -45,8 +46,10 @@ def test_form_fields_come_from_the_config_dataclasses(ole_dirs):
     # the runs table lists the tiny run with its status
     table = at.dataframe[0].value
     assert list(table["name"]) == [ole_dirs.run_name] and list(table["state"]) == ["done"]
+    assert 0 <= table["knn_latent"].iloc[0] <= 1 and table["recon_vs_mean"].iloc[0] > 0
 
 
+@pytest.mark.slow
 def test_launch_follow_and_compare(ole_dirs):
     at = open_page("train", dataset="nutrimouse")  # 40 samples: trains in seconds
     at.number_input(key="t_epochs").set_value(3)
@@ -116,6 +119,7 @@ def test_progress_and_time_left():
     ) == ["total", "kl", "recon_rna"]
 
 
+@pytest.mark.slow
 def test_cancel_a_running_job(ole_dirs):
     at = open_page("train", dataset="nutrimouse")
     at.number_input(key="t_epochs").set_value(5000)

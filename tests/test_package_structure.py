@@ -35,8 +35,17 @@ def test_checkpoints_never_unpickle():
     for folder in ("core", "dashboard", "pages"):
         for path in (REPO / folder).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
-                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                        and node.func.attr == "load" and getattr(node.func.value, "id", "") == "torch"):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "load"
+                    and getattr(node.func.value, "id", "") == "torch"
+                ):
                     kw = {k.arg: k.value for k in node.keywords}
-                    ok = isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True
-                    assert ok, f"{path.relative_to(REPO)}:{node.lineno} torch.load without weights_only=True"
+                    ok = (
+                        isinstance(kw.get("weights_only"), ast.Constant)
+                        and kw["weights_only"].value is True
+                    )
+                    assert ok, (
+                        f"{path.relative_to(REPO)}:{node.lineno} torch.load without weights_only=True"
+                    )

@@ -1,0 +1,59 @@
+"""Real browser: upload your own CSV files on the Data page; a file over OLE_MAX_UPLOAD_MB is
+refused with a message."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from playwright.sync_api import expect
+from st_browser import wait_for_app_idle
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def upload_server(streamlit_server, tmp_path_factory):
+    from conftest import make_dirs
+
+    dirs = make_dirs(tmp_path_factory.mktemp("upload"), None)
+    return streamlit_server(dirs, extra_env={"OLE_MAX_UPLOAD_MB": "0.05"}), dirs  # ~52 KB
+
+
+def _csv(path, df):
+    df.to_csv(path, index_label="sample")
+    return path
+
+
+def test_upload_csvs_then_refuse_a_big_file(page, upload_server, tmp_path):
+    url, dirs = upload_server
+    rng = np.random.default_rng(0)
+    ids = [f"s{i}" for i in range(40)]
+    rna = _csv(
+        tmp_path / "rna.csv",
+        pd.DataFrame(rng.poisson(4, (40, 10)), index=ids, columns=[f"g{j}" for j in range(10)]),
+    )
+    meta = _csv(tmp_path / "meta.csv", pd.DataFrame({"group": ["a", "b"] * 20}, index=ids))
+    big = _csv(tmp_path / "protein.csv", pd.DataFrame(rng.normal(size=(40, 400)), index=ids))
+    assert big.stat().st_size > 0.05 * 2**20
+
+    page.goto(f"{url}/data")
+    wait_for_app_idle(page)
+    page.get_by_text("Upload a dataset").click()
+    page.get_by_label("Dataset name").fill("mystudy")
+    uploaders = page.get_by_test_id("stFileUploaderDropzoneInput")
+    uploaders.nth(0).set_input_files([str(rna)])
+    uploaders.nth(1).set_input_files([str(meta)])
+    page.get_by_role("button", name="Validate and save").click()
+    expect(page.get_by_text("Saved mystudy")).to_be_visible(timeout=60_000)
+    wait_for_app_idle(page)
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_role("combobox", name="Dataset")).to_have_value("mystudy")
+    expect(page.get_by_role("heading", name="mystudy: 40 samples")).to_be_visible()
+    assert sorted(p.name for p in (dirs.uploads / "mystudy").iterdir()) == ["obs.csv", "rna.csv"]
+
+    dropzones = page.get_by_test_id("stFileUploaderDropzone")
+    if not dropzones.first.is_visible():
+        page.get_by_text("Upload a dataset").click()
+    page.get_by_test_id("stFileUploaderDropzoneInput").nth(0).set_input_files([str(big)])
+    page.get_by_role("button", name="Validate and save").click()
+    expect(page.get_by_text("over the upload limit", exact=False)).to_be_visible(timeout=30_000)
+    assert not (dirs.uploads / "mystudy" / "protein.csv").exists()
