@@ -89,7 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to create")
     p.add_argument("--model", default="vae", choices=["vae", "cvae", "multivae", "translator"])
     p.add_argument("--condition", action="append", metavar="COL", help="obs column to condition on")
-    p.add_argument("--latent", type=int, default=10, metavar="N", help="latent dimensions")
+    p.add_argument(
+        "--latent",
+        type=int,
+        default=None,
+        metavar="N",
+        help="latent dimensions (default: 10 for one modality, 32 for several)",
+    )
     p.add_argument("--epochs", type=int, default=100, metavar="N")
     p.add_argument("--beta", type=float, default=1.0, metavar="B", help="KL weight (beta-VAE)")
     p.add_argument("--refits", type=int, default=1, metavar="K", help="ensemble refits (seeds)")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.models import ModelConfig
+from core.models import ModelConfig, model_defaults
 from core.runs import DataConfig, TrainConfig, request_cancel
 from dashboard import forms, plots, state, training, widgets
 from dashboard.settings import Settings
@@ -22,12 +22,10 @@ def new_run_form(dataset: str, mdata, settings: Settings) -> None:
     multi = len(mods) > 1
     with st.form("train_form"):
         c1, c2, c3 = st.columns(3)
-        model_defaults = {
-            "model": "multivae" if multi else "vae",
-            "modality_dropout": 0.25 if multi else 0.0,
-        }
+        default_model = "multivae" if multi else "vae"
+        suggested = {"model": default_model, **model_defaults(default_model, len(mods))}
         model = forms.dataclass_inputs(
-            ModelConfig, names=MAIN["model"], key_prefix="m_", container=c1, defaults=model_defaults
+            ModelConfig, names=MAIN["model"], key_prefix="m_", container=c1, defaults=suggested
         )
         tr = forms.dataclass_inputs(TrainConfig, names=MAIN["train"], key_prefix="t_", container=c2)
         conditions = c3.multiselect(
@@ -42,7 +40,7 @@ def new_run_form(dataset: str, mdata, settings: Settings) -> None:
                 ModelConfig,
                 key_prefix="m_",
                 container=a1,
-                defaults=model_defaults,
+                defaults=suggested,
                 names=[n for n in forms.form_fields(ModelConfig) if n not in model],
                 choices={"translator_target": [None, *mods]},
             )

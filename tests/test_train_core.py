@@ -405,3 +405,34 @@ def test_one_cycle_schedule_and_early_stopping(tmp_path, small):
     val_idx = np.nonzero(run.split.reindex(small.obs_names).to_numpy() == "val")[0]
     again = evaluate_loss(run.model(0), data, val_idx, kl_w=1.0, seed=run.config.train.seed + 2)
     assert again["total"] == pytest.approx(best, rel=1e-5)
+
+
+def test_scale_parameters_get_their_own_optimizer_group():
+    from core.models import ModelConfig, ModalitySpec, MultiVAE
+    from core.train import SCALE_LR_FACTOR, param_groups
+
+    specs = {
+        "rna": ModalitySpec(kind="counts", n_in=6, n_out=6),
+        "protein": ModalitySpec(kind="continuous", n_in=4, n_out=4),
+    }
+    model = MultiVAE(specs, config=ModelConfig(model="multivae", n_latent=3))
+    nets, scales = param_groups(model, lr=1e-3, weight_decay=0.01)
+    assert scales["lr"] == 1e-3 * SCALE_LR_FACTOR and scales["weight_decay"] == 0.0
+    assert sorted(p.numel() for p in scales["params"]) == [4, 6]  # Gaussian logvar, NB log_theta
+    n_all = sum(p.numel() for p in model.parameters())
+    assert sum(p.numel() for g in (nets, scales) for p in g["params"]) == n_all
+
+
+def test_latent_default_depends_on_the_number_of_modalities():
+    from core.cli import build_parser
+    from core.train import config_from_args
+
+    args = build_parser().parse_args(["train", "--data", "synthetic", "--out", "r"])
+    assert config_from_args(args, n_modalities=1).model.n_latent == 10
+    multi = config_from_args(args, n_modalities=4)
+    assert multi.model.n_latent == 32 and multi.model.modality_dropout == 0.0  # model vae
+    args = build_parser().parse_args(
+        ["train", "--data", "synthetic", "--out", "r", "--model", "multivae", "--latent", "5"]
+    )
+    cfg = config_from_args(args, n_modalities=4)
+    assert cfg.model.n_latent == 5 and cfg.model.modality_dropout == 0.25
