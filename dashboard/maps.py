@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import streamlit as st
 
-from dashboard import cache, jobs
+from dashboard import cache, jobs, state
 
 SYNC_WAIT_S = 1.0  # a tiny map often finishes within this; then no polling is needed
 
@@ -66,3 +67,19 @@ def get_map(
         return MapResult(None, job=job)
     coords, notes = cache.embedding(path, version, method, dims, seed, params)
     return MapResult(coords, notes)
+
+
+def selected_ids(selection) -> tuple[str, ...]:
+    """Sample ids of the points in a plotly selection event (``customdata[0]`` of each point,
+    see :func:`dashboard.plots.embedding_scatter`), in first-seen order."""
+    points = (selection or {}).get("points", [])
+    ids = (p["customdata"][0] for p in points if p.get("customdata"))
+    return tuple(dict.fromkeys(str(i) for i in ids))
+
+
+def keep_selection(run_path: str, chart_key: str) -> None:
+    """on_select callback of the map: remember the chosen samples for this run (an empty
+    selection clears it)."""
+    event = st.session_state.get(chart_key) or {}
+    ids = selected_ids(event.get("selection"))
+    st.session_state[state.EMB_SELECTION] = (str(run_path), ids) if ids else None

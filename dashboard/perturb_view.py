@@ -27,18 +27,19 @@ HELP_METHOD = (
 @dataclass(frozen=True)
 class Choice:
     """What the user asked for: feature "MOD:FEATURE", perturbation kind / value, subset
-    ("COL=VALUE" or None), statistics method, and whether the feature is categorical."""
+    ("COL=VALUE", sample positions or None), statistics method, and whether the feature is categorical."""
 
     feature: str
     kind: str
     value: float | None
-    subset: str | None
+    subset: str | tuple[int, ...] | None
     method: str
     categorical: bool
 
 
-def controls(ctx) -> Choice:
-    """The perturbation widgets (feature, kind, size, statistics, subset)."""
+def controls(ctx, run_path: str) -> Choice:
+    """The perturbation widgets (feature, kind, size, statistics, subset); the subset can be
+    the samples selected on the Embeddings map of the run at ``run_path``."""
     from core import perturb as core_perturb
     from core.associations import METHODS
 
@@ -68,9 +69,15 @@ def controls(ctx) -> Choice:
     s1, s2 = st.columns(2)
     obs = ctx.obs
     cat_cols = [c for c in obs.columns if colors.is_categorical(obs[c])]
-    sub_col = s1.selectbox("Perturb only samples with", [ALL, *cat_cols], key=state.PERT_SUBSET_COL)
+    picked = state.selection(run_path)
+    picked_label = f"(the {len(picked):,} samples selected on the Embeddings map)"
+    options = [ALL, *([picked_label] if picked else []), *cat_cols]
+    state.choose(state.PERT_SUBSET_COL, options)
+    sub_col = s1.selectbox("Perturb only samples with", options, key=state.PERT_SUBSET_COL)
     subset = None
-    if sub_col != ALL:
+    if sub_col == picked_label:
+        subset = tuple(int(i) for i in np.flatnonzero(obs.index.isin(picked)))
+    elif sub_col != ALL:
         levels = sorted(map(str, obs[sub_col].dropna().unique()))
         state.choose(state.PERT_SUBSET_VAL, levels)
         subset = f"{sub_col}={s2.selectbox(sub_col, levels, key=state.PERT_SUBSET_VAL)}"

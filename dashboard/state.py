@@ -30,6 +30,8 @@ EMB_NEIGHBORS = "emb_neighbors"
 EMB_MIN_DIST = "emb_min_dist"
 EMB_PERPLEXITY = "emb_perplexity"
 EMB_SEED = "emb_seed"
+EMB_MAP = "emb_map"  # the map chart widget (box / lasso selection on 2D maps)
+EMB_SELECTION = "emb_selection"  # (run path, tuple of sample ids) picked on the map
 
 # Data page
 DATA_FEATURES = "data_features"
@@ -132,3 +134,9 @@ def choose(key: str, options: Sequence[Any], *, preferred: Any = None) -> None:
             st.session_state[key] = candidate
             return
     st.session_state[key] = options[0] if options else None
+
+
+def selection(run_path: str) -> tuple[str, ...]:
+    """Sample ids selected on the Embeddings map for this run (empty when none)."""
+    picked = st.session_state.get(EMB_SELECTION)
+    return picked[1] if picked and picked[0] == str(run_path) else ()

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import cache, colors, emb_controls, maps, plots, widgets
+from dashboard import cache, colors, emb_controls, maps, plots, state, widgets
 
 st.title("Embeddings")
 ref = widgets.current_run()
@@ -90,7 +90,26 @@ fig = plots.embedding_scatter(
     title=title,
     axis_prefix=emb_controls.AXIS_LABELS[shown],
 )
-st.plotly_chart(fig, key="emb_map", config={"displaylogo": False})
+if ui.dims == 2:  # plotly selects in 2D only: box / lasso -> a subset for the Perturbation page
+    st.plotly_chart(
+        fig,
+        key=state.EMB_MAP,
+        config={"displaylogo": False},
+        on_select=lambda: maps.keep_selection(ref.path, state.EMB_MAP),
+        selection_mode=("box", "lasso"),
+    )
+else:
+    st.plotly_chart(fig, key=state.EMB_MAP, config={"displaylogo": False})
+picked = state.selection(ref.path)
+if picked:
+    s1, s2 = st.columns([4, 1])
+    s1.caption(
+        f":material/select: {len(picked):,} samples selected: the Perturbation page can "
+        "perturb only these."
+    )
+    s2.button("Clear selection", on_click=state.put, args=(state.EMB_SELECTION, None))
+elif ui.dims == 2:
+    st.caption("Draw a box or lasso on the map to select samples for the Perturbation page.")
 
 # Downloads: all samples' coordinates (+ the colour values) and the figure as it is drawn.
 coords = pd.DataFrame(

@@ -13,7 +13,7 @@ st.caption(
     f"Run **{ref.name}**: {ctx.n_obs:,} samples, {ctx.n_refits} refit(s). Each sample's "
     "feature is changed, the sample re-encoded and every modality decoded, per refit."
 )
-choice = pv.controls(ctx)
+choice = pv.controls(ctx, ref.path)
 feature, kind, method = choice.feature, choice.kind, choice.method
 
 with widgets.guard():

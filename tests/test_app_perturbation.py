@@ -1,7 +1,7 @@
 """AppTest: the Perturbation page on the tiny run (one refit, 200 samples)."""
 
 import numpy as np
-from st_apptest import assert_clean, figure, open_page
+from st_apptest import assert_clean, figure, new_app, open_page
 
 
 def test_default_drug_perturbation_map_table_and_downloads(ole_dirs):
@@ -62,3 +62,29 @@ def test_screen_a_modality(ole_dirs):
     assert any("features of drug" in c.value for c in at.caption)
     labels = [d.proto.label for d in at.get("download_button")]
     assert "Screen table (CSV)" in labels
+
+
+def test_samples_selected_on_the_embeddings_map_are_the_subset(ole_dirs):
+    from core.runs import load_run
+    from dashboard.maps import selected_ids
+
+    at = new_app(emb_dims="2D").run()  # the Embeddings page is the landing page
+    assert any("box or lasso" in c.value for c in at.caption)
+    run_path = str(ole_dirs.runs / ole_dirs.run_name)
+    ids = list(load_run(run_path).load_data().obs_names[:12])
+    # what plotly sends for a lasso over points of two traces (customdata[0] = sample id)
+    event = {"points": [{"customdata": [i, "x"]} for i in ids] + [{"customdata": [ids[0]]}]}
+    picked = selected_ids(event)
+    assert picked == tuple(ids)
+    assert selected_ids({"points": []}) == ()
+    at.session_state["emb_selection"] = (run_path, picked)
+    at.run()
+    assert any("12 samples selected" in c.value for c in at.caption)
+    at.switch_page("../pages/perturbation.py").run()
+    subset = at.selectbox(key="pert_subset_col")
+    label = next(o for o in subset.options if "selected on the Embeddings map" in o)
+    assert "12 samples" in label
+    subset.select(label).run()
+    assert_clean(at)
+    base = figure(at, "pert_map")["data"][0]
+    assert 0 < len(base["x"]) <= 12  # only selected samples (those not yet at the drug level)
