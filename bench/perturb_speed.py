@@ -57,17 +57,20 @@ class _Clock:
 
 
 def _train(
-    params: dict, *, out: Path, epochs: int, refits: int, latent: int, batch_size: int = 128
+    params: dict, *, out: Path, epochs: int, refits: int, latent: int | None, batch_size: int = 128
 ) -> tuple:
     from core import datasets
-    from core.models import ModelConfig
+    from core.models import ModelConfig, model_defaults
     from core.runs import DataConfig, RunConfig, TrainConfig
     from core.train import train
 
     mdata = datasets.load_builtin("synthetic", **params)
+    defaults = model_defaults("multivae", len(mdata.mod))  # as `python -m core train` does
+    if latent is not None:
+        defaults["n_latent"] = latent
     config = RunConfig(
         data=DataConfig(sources=["synthetic"], params=params),
-        model=ModelConfig(model="multivae", n_latent=latent),
+        model=ModelConfig(model="multivae", **defaults),
         train=TrainConfig(
             epochs=epochs, refits=refits, patience=0, device="cpu", batch_size=batch_size
         ),
@@ -121,7 +124,7 @@ def bench_speed(tmp: Path, *, n_obs: int, refits: int, epochs: int) -> dict:
     }
 
 
-def bench_job(tmp: Path, *, refits: int, epochs: int, latent: int, batch_size: int) -> dict:
+def bench_job(tmp: Path, *, refits: int, epochs: int, latent: int | None, batch_size: int) -> dict:
     from core import datasets, perturb
     from core.runs import load_run
 
@@ -168,7 +171,7 @@ def bench_job(tmp: Path, *, refits: int, epochs: int, latent: int, batch_size: i
         "n_vars": int(mdata.n_vars),
         "n_refits": refits,
         "epochs": epochs,
-        "n_latent": latent,
+        "n_latent": run.n_latent,
         "batch_size": batch_size,
         "train_wall_cpu_seconds": train_s,
         "screen_drugs_wall_cpu_seconds": screen_s,
@@ -187,7 +190,9 @@ def bench_job(tmp: Path, *, refits: int, epochs: int, latent: int, batch_size: i
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller sizes (smoke test)")
-    p.add_argument("--latent", type=int, default=32, help="latent size of the job's model")
+    p.add_argument(
+        "--latent", type=int, default=None, help="latent size of the job's model (default: CLI's)"
+    )
     p.add_argument("--epochs", type=int, default=40, help="epochs of the job's model")
     p.add_argument(
         "--batch-size",

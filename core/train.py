@@ -902,7 +902,7 @@ def absolute_source(src: str) -> str:
 def config_from_args(args, *, n_modalities: int = 1) -> RunConfig:
     """RunConfig from parsed ``python -m core train`` arguments.
 
-    Options left out (``--latent``, ``--set model.modality_dropout=...``) take the defaults of
+    Options left out (``--latent``) take the defaults of
     :func:`core.models.model_defaults` for data with ``n_modalities`` modalities.
     """
     from core.cli import parse_assignments

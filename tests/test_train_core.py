@@ -430,9 +430,9 @@ def test_latent_default_depends_on_the_number_of_modalities():
     args = build_parser().parse_args(["train", "--data", "synthetic", "--out", "r"])
     assert config_from_args(args, n_modalities=1).model.n_latent == 10
     multi = config_from_args(args, n_modalities=4)
-    assert multi.model.n_latent == 32 and multi.model.modality_dropout == 0.0  # model vae
+    assert multi.model.n_latent == 32 and multi.model.modality_dropout == 0.0
     args = build_parser().parse_args(
         ["train", "--data", "synthetic", "--out", "r", "--model", "multivae", "--latent", "5"]
     )
     cfg = config_from_args(args, n_modalities=4)
-    assert cfg.model.n_latent == 5 and cfg.model.modality_dropout == 0.25
+    assert cfg.model.n_latent == 5 and cfg.model.modality_dropout == 0.0
