@@ -5,10 +5,10 @@ Every path is absolute and independent of the directory the app was started from
 | variable | default | what |
 |---|---|---|
 | ``OLE_RUNS_DIR`` | ``<repo>/runs`` | trained runs (one directory each) |
-| ``OLE_DATA_DIR`` | ``<repo>/assets`` | bundled / downloaded built-in data |
 | ``OLE_UPLOAD_DIR`` | ``<repo>/uploads`` | datasets uploaded on the Data page, one directory each |
-| ``OLE_CACHE_DIR`` | ``<repo>/cache`` | derived data not tied to one run (per-run caches live in the run) |
 | ``OLE_MAX_UPLOAD_MB`` | ``200`` | larger uploads are refused with a message |
+
+Derived data that must survive a restart (embedding coordinates) lives inside its run.
 
 Settings are read on every call (no module-level state), so tests can point them elsewhere.
 """
@@ -26,9 +26,7 @@ DEFAULT_MAX_UPLOAD_MB = 200.0
 @dataclass(frozen=True)
 class Settings:
     runs_dir: Path
-    data_dir: Path
     upload_dir: Path
-    cache_dir: Path
     max_upload_mb: float
 
     @property
@@ -59,8 +57,6 @@ def get_settings() -> Settings:
     """Current settings; relative paths in env vars are taken relative to the repository."""
     return Settings(
         runs_dir=_path("OLE_RUNS_DIR", REPO / "runs"),
-        data_dir=_path("OLE_DATA_DIR", REPO / "assets"),
         upload_dir=_path("OLE_UPLOAD_DIR", REPO / "uploads"),
-        cache_dir=_path("OLE_CACHE_DIR", REPO / "cache"),
         max_upload_mb=_max_upload_mb(),
     )

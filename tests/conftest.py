@@ -4,7 +4,7 @@ run, a real Streamlit server, and Playwright pointed at Debian's Chromium.
 Fixtures for everyone:
 - ``tiny_run_template`` (session): a small multi-modal run on ``synthetic`` (200 samples),
   trained once per test session; never written to by tests.
-- ``ole_dirs``: OLE_RUNS_DIR / OLE_UPLOAD_DIR / OLE_CACHE_DIR pointed at fresh temp dirs, with a
+- ``ole_dirs``: OLE_RUNS_DIR / OLE_UPLOAD_DIR pointed at fresh temp dirs, with a
   copy of the tiny run in the runs dir (``ole_dirs.run_name``); use it in AppTest tests.
 - ``ole_empty_dirs``: the same with an empty runs directory (OLE_DEMO=0: no demo run).
 - ``streamlit_server(runs=...)`` factory and ``streamlit_url`` (a server over a copy of the tiny run).
@@ -90,7 +90,6 @@ class OleDirs:
         return {
             "OLE_RUNS_DIR": str(self.runs),
             "OLE_UPLOAD_DIR": str(self.uploads),
-            "OLE_CACHE_DIR": str(self.cache),
             "OLE_DEMO": "0",  # no first-launch demo run unless a test asks for it
         }
 

@@ -102,8 +102,6 @@ def test_settings_are_repo_relative_and_independent_of_cwd(monkeypatch, tmp_path
     for var in (
         "OLE_RUNS_DIR",
         "OLE_UPLOAD_DIR",
-        "OLE_CACHE_DIR",
-        "OLE_DATA_DIR",
         "OLE_MAX_UPLOAD_MB",
     ):
         monkeypatch.delenv(var, raising=False)
@@ -111,7 +109,7 @@ def test_settings_are_repo_relative_and_independent_of_cwd(monkeypatch, tmp_path
     s = get_settings()
     repo = uploads.Path(__file__).resolve().parents[1]
     assert s.runs_dir == repo / "runs" and s.upload_dir == repo / "uploads"
-    assert s.cache_dir == repo / "cache" and s.max_upload_mb == 200
+    assert s.max_upload_mb == 200
     monkeypatch.setenv("OLE_RUNS_DIR", "elsewhere/runs")
     assert get_settings().runs_dir == repo / "elsewhere" / "runs"
 
