@@ -1,5 +1,6 @@
 """Generation: synthetic samples per condition, drawn on the real map, with a quality report."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,14 @@ def pca_map(path: str, version: float):
     return embed.cached(Path(path), z, method="pca", n_components=3, seed=0)
 
 
+def conditions_text(provenance) -> str:
+    """'tissue=liver, age=60; tissue=lung' from the provenance's JSON condition sets."""
+    sets = json.loads(provenance["conditions"])
+    sets = sets if isinstance(sets, list) else [sets]
+    text = "; ".join(", ".join(f"{k}={v}" for k, v in c.items()) for c in sets if c)
+    return text or "none"
+
+
 HELP_MODE = "posterior: around real samples of the condition; prior: z ~ N(0, T²I) (conditional)"
 HELP_OUT = "sample: draws from the likelihood (counts stay integers); mean: likelihood mean"
 
@@ -39,7 +48,13 @@ c1, c2, c3, c4, c5 = st.columns(5)
 mode = c1.selectbox("Mode", gen_core.MODES, 1, help=HELP_MODE, **state.bound(state.GEN_MODE))
 n = c2.number_input("Samples per condition", 1, 20_000, 500, **state.bound(state.GEN_N))
 temperature = c3.slider("Temperature", 0.0, 2.0, 1.0, 0.1, **state.bound(state.GEN_TEMPERATURE))
-output = c4.selectbox("Decode as", gen_core.OUTPUTS, help=HELP_OUT, **state.bound(state.GEN_OUTPUT))
+output = c4.selectbox(
+    "Decode as",
+    gen_core.OUTPUTS,
+    gen_core.OUTPUTS.index("sample"),
+    help=HELP_OUT,
+    **state.bound(state.GEN_OUTPUT),
+)
 seed = c5.number_input("Seed", 0, 1_000_000, 0, **state.bound(state.GEN_SEED))
 columns = st.multiselect("Condition on", list(obs.columns), **state.bound(state.GEN_CONDITIONS))
 conditions = {}
@@ -66,7 +81,7 @@ syn = saved[1]
 prov = syn.uns[gen_core.PROVENANCE_KEY]
 st.caption(
     f"{syn.n_obs:,} synthetic samples · mode {prov['mode']} · T = {prov['temperature']} "
-    f"· {prov['output']} · seed {prov['seed']} · conditions {prov['conditions']}"
+    f"· {prov['output']} · seed {prov['seed']} · conditions: {conditions_text(prov)}"
 )
 
 # -- the real 3D map with the generated samples placed on it (transform, not refit)
