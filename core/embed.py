@@ -30,9 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
-import tempfile
 import time
 import warnings
 import zipfile
@@ -45,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
+from core.runs import write_atomic
 
 Method = Literal["pca", "umap", "tsne"]
 METHODS: tuple[str, ...] = get_args(Method)
@@ -838,20 +837,6 @@ def _meta(emb: Embedding, *, latent_hash: str, n_latent: int) -> dict[str, Any]:
     }
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None], *, mode: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _save(folder: Path, key: str, emb: Embedding, *, latent_hash: str, n_latent: int) -> None:
     meta = _meta(emb, latent_hash=latent_hash, n_latent=n_latent)
     arrays = {
@@ -863,8 +848,8 @@ def _save(folder: Path, key: str, emb: Embedding, *, latent_hash: str, n_latent:
         **{f"state_{k}": v for k, v in emb.state.items()},
     }
     try:
-        _atomic_write(folder / f"{key}.npz", lambda fh: np.savez(fh, **arrays), mode="wb")
-        _atomic_write(
+        write_atomic(folder / f"{key}.npz", lambda fh: np.savez(fh, **arrays), mode="wb")
+        write_atomic(
             folder / f"{key}.json",
             lambda fh: fh.write(json.dumps(meta, indent=2, sort_keys=True) + "\n"),
             mode="w",
@@ -971,7 +956,7 @@ def embed_command(args: Any) -> tuple[str, dict]:
     )
     if out is not None:
         frame = emb.to_frame(index=pd.Index(list(map(str, mdata.obs_names)), name="sample"))
-        _atomic_write(out, lambda fh: frame.to_csv(fh), mode="w")
+        write_atomic(out, lambda fh: frame.to_csv(fh), mode="w")
     where = "loaded from cache" if emb.from_cache else f"computed in {emb.seconds:.1f} s"
     text = (
         f"{_label(emb.method, emb.n_components)} of {emb.n_obs} samples of run {run.name}: {where}"

@@ -27,10 +27,10 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import IO, Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -207,19 +207,26 @@ def apply_overrides(config: RunConfig, overrides: Mapping[str, str]) -> RunConfi
 
 
 # -- atomic files ------------------------------------------------------------------------------
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to path via a temporary file in the same directory and os.replace."""
+def write_atomic(path: Path, write: Callable[[IO], Any], *, mode: str = "wb") -> None:
+    """Call ``write(fh)`` on a temporary file in ``path``'s directory, fsync, os.replace: a
+    reader sees the old file or the complete new one, never half of it."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        with os.fdopen(fd, mode) as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write bytes to path atomically (:func:`write_atomic`)."""
+    write_atomic(path, lambda fh: fh.write(data))
 
 
 def write_text_atomic(path: Path, text: str) -> None:
