@@ -32,7 +32,9 @@ gradient plus the input gradient, except for the first layer whose input needs n
 
 Usage: ``python bench/train_speed.py [--n-obs 20000] [--n-vars 2000] [--epochs 2]
 [--batch-sizes 128,1024] [--out bench/results/train_speed.json]``. A quick check:
-``python bench/train_speed.py --n-obs 2000 --n-vars 200 --epochs 1 --no-scvi``.
+``python bench/train_speed.py --n-obs 2000 --n-vars 200 --epochs 1 --no-scvi``. Only our own
+loop (e.g. after a change to it): ``--only ours`` (any of ours,torch,scvi,matmul; the others are
+``null`` in the rows, with ``<kind>_reason``).
 The machine is shared and noisy: compare ratios measured within one run, not across runs.
 """
 
@@ -466,6 +468,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--matmul-seconds", type=float, default=2.0)
     parser.add_argument("--no-scvi", action="store_true", help="skip scvi-tools")
+    parser.add_argument(
+        "--only",
+        default=",".join(CHILDREN),
+        help=f"comma-separated measurements to run, of {','.join(CHILDREN)} (default: all)",
+    )
     parser.add_argument("--out", default=None, help="also write the JSON to this file")
     # internal: one measurement in a child process
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
@@ -486,12 +493,19 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--batch-sizes must be comma-separated integers, got {a.batch_sizes!r}")
     if not batch_sizes or min(batch_sizes) < 1:
         parser.error("--batch-sizes needs at least one positive integer")
+    only = [k.strip() for k in a.only.split(",") if k.strip()]
+    unknown = sorted(set(only) - set(CHILDREN))
+    if not only or unknown:
+        parser.error(f"--only takes names from {','.join(CHILDREN)}, got {a.only!r}")
+    skipped = "skipped (--only)"
 
     t_all = time.perf_counter()
     scvi_python = os.environ.get("SCVI_PYTHON", DEFAULT_SCVI_PYTHON)
     scvi_reason = None
     if a.no_scvi:
         scvi_reason = "skipped (--no-scvi)"
+    elif "scvi" not in only:
+        scvi_reason = skipped
     elif not Path(scvi_python).is_file():
         scvi_reason = f"no scvi-tools interpreter at {scvi_python} (set SCVI_PYTHON)"
     flops = flops_per_sample(a.n_vars)
@@ -511,6 +525,7 @@ def main(argv: list[str] | None = None) -> dict:
             "threads": a.threads,
             "seed": a.seed,
             "omp_wait_policy": a.omp_wait_policy,
+            "only": only,
         },
         "machine": {
             "python": platform.python_version(),
@@ -521,7 +536,7 @@ def main(argv: list[str] | None = None) -> dict:
             "load_avg_start": [round(v, 2) for v in os.getloadavg()],
         },
         "flops_per_sample": flops,
-        "scvi_python": None if a.no_scvi else scvi_python,
+        "scvi_python": None if a.no_scvi or "scvi" not in only else scvi_python,
         "targets": {"speedup_vs_scvi": TARGET_SPEEDUP, "peak_rss_mib": round(TARGET_RSS_MIB, 1)},
         "results": [],
     }
@@ -535,8 +550,12 @@ def main(argv: list[str] | None = None) -> dict:
         result["simulate_s"] = round(time.perf_counter() - t, 2)
         for b in batch_sizes:
             row: dict = {"batch_size": b}
-            row["ours"] = _run_child(sys.executable, "ours", a, data, workdir, b)
-            row["torch"] = _run_child(sys.executable, "torch", a, data, workdir, b)
+            for kind in ("ours", "torch"):
+                row[kind] = None
+                if kind in only:
+                    row[kind] = _run_child(sys.executable, kind, a, data, workdir, b)
+                else:
+                    row[f"{kind}_reason"] = skipped
             row["scvi"] = None
             if scvi_reason is None:
                 got = _run_child(scvi_python, "scvi", a, data, workdir, b)
@@ -546,9 +565,13 @@ def main(argv: list[str] | None = None) -> dict:
                     row["scvi"] = got
             else:
                 row["scvi_reason"] = scvi_reason
-            row["matmul"] = _run_child(sys.executable, "matmul", a, data, workdir, b)
-            ours = row["ours"]
-            mm = row["matmul"]
+            row["matmul"] = None
+            if "matmul" in only:
+                row["matmul"] = _run_child(sys.executable, "matmul", a, data, workdir, b)
+            else:
+                row["matmul_reason"] = skipped
+            ours = row["ours"] or {}
+            mm = row["matmul"] or {}
             if "samples_per_s" in ours:
                 ours["gflops"] = round(ours["samples_per_s"] * flops["train"] / 1e9, 2)
                 ours["gflops_per_cpu_s"] = round(

