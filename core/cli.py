@@ -97,7 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="latent dimensions (default: 10 for one modality, 32 for several)",
     )
     p.add_argument("--epochs", type=int, default=100, metavar="N")
-    p.add_argument("--beta", type=float, default=1.0, metavar="B", help="KL weight (beta-VAE)")
+    p.add_argument(
+        "--beta",
+        type=float,
+        default=None,
+        metavar="B",
+        help="KL weight (beta-VAE; default 1, 0.1 for a translator)",
+    )
     p.add_argument("--refits", type=int, default=1, metavar="K", help="ensemble refits (seeds)")
     p.add_argument("--seed", type=int, default=0, metavar="S")
     p.add_argument(

@@ -52,6 +52,7 @@ from core.runs import (
     load_data_config,
     load_run,
     sha256_file,
+    train_defaults,
     write_json_atomic,
     write_status,
     write_text_atomic,
@@ -904,8 +905,9 @@ def absolute_source(src: str) -> str:
 def config_from_args(args, *, n_modalities: int = 1) -> RunConfig:
     """RunConfig from parsed ``python -m core train`` arguments.
 
-    Options left out (``--latent``) take the defaults of
-    :func:`core.models.model_defaults` for data with ``n_modalities`` modalities.
+    Options left out (``--latent``, ``--beta``) take the defaults of
+    :func:`core.models.model_defaults` (for data with ``n_modalities`` modalities) and
+    :func:`core.runs.train_defaults`.
     """
     from core.cli import parse_assignments
     from core.models import ModelConfig, model_defaults
@@ -921,7 +923,10 @@ def config_from_args(args, *, n_modalities: int = 1) -> RunConfig:
     if args.latent is not None:
         defaults["n_latent"] = args.latent
     model = ModelConfig(model=args.model, **defaults)
-    tr = TrainConfig(epochs=args.epochs, beta=args.beta, refits=args.refits, seed=args.seed)
+    train_kw = train_defaults(args.model)
+    if args.beta is not None:
+        train_kw["beta"] = args.beta
+    tr = TrainConfig(epochs=args.epochs, refits=args.refits, seed=args.seed, **train_kw)
     cfg = RunConfig(data=data, model=model, train=tr)
     overrides = parse_assignments(getattr(args, "overrides", None), flag="--set")
     return apply_overrides(cfg, overrides) if overrides else cfg

@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.models import ModelConfig, model_defaults
-from core.runs import DataConfig, TrainConfig, request_cancel
+from core.runs import DataConfig, TrainConfig, request_cancel, train_defaults
 from dashboard import forms, plots, state, training, widgets
 from dashboard.settings import Settings
 
@@ -27,7 +27,13 @@ def new_run_form(dataset: str, mdata, settings: Settings) -> None:
         model = forms.dataclass_inputs(
             ModelConfig, names=MAIN["model"], key_prefix="m_", container=c1, defaults=suggested
         )
-        tr = forms.dataclass_inputs(TrainConfig, names=MAIN["train"], key_prefix="t_", container=c2)
+        tr = forms.dataclass_inputs(
+            TrainConfig,
+            names=MAIN["train"],
+            key_prefix="t_",
+            container=c2,
+            defaults=train_defaults(default_model),
+        )
         conditions = c3.multiselect(
             "conditions (CVAE)",
             list(mdata.obs.columns),

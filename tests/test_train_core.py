@@ -436,3 +436,16 @@ def test_latent_default_depends_on_the_number_of_modalities():
     )
     cfg = config_from_args(args, n_modalities=4)
     assert cfg.model.n_latent == 5 and cfg.model.modality_dropout == 0.0
+
+
+def test_translator_defaults_are_wider_with_a_weaker_kl():
+    from core.cli import build_parser
+    from core.train import config_from_args
+
+    argv = ["train", "--data", "synthetic", "--out", "r", "--model", "translator"]
+    cfg = config_from_args(build_parser().parse_args(argv), n_modalities=4)
+    assert cfg.model.n_hidden == 256 and cfg.train.beta == 0.1
+    cfg = config_from_args(build_parser().parse_args([*argv, "--beta", "0.5"]), n_modalities=4)
+    assert cfg.train.beta == 0.5
+    plain = config_from_args(build_parser().parse_args(argv[:-2]), n_modalities=4)
+    assert plain.model.n_hidden == 128 and plain.train.beta == 1.0
