@@ -57,3 +57,56 @@ def test_upload_csvs_then_refuse_a_big_file(page, upload_server, tmp_path):
     page.get_by_role("button", name="Validate and save").click()
     expect(page.get_by_text("over the upload limit", exact=False)).to_be_visible(timeout=30_000)
     assert not (dirs.uploads / "mystudy" / "protein.csv").exists()
+
+
+def test_new_user_journey_upload_train_and_rotate_the_map(page, upload_server, tmp_path):
+    """Issue 4's 'done when': own CSV files -> a trained model -> its 3D map coloured by the
+    user's metadata, all in the browser."""
+    from st_browser import CHART, assert_3d_chart_rendered, screenshot, wait_for_3d_chart
+
+    url, dirs = upload_server
+    rng = np.random.default_rng(1)
+    ids = [f"m{i}" for i in range(60)]
+    group = np.array(["ctrl", "treated"] * 30)
+    counts = rng.poisson(np.where(group[:, None] == "ctrl", 3.0, 9.0), (60, 12))
+    rna = _csv(
+        tmp_path / "expr.csv", pd.DataFrame(counts, index=ids, columns=[f"g{j}" for j in range(12)])
+    )
+    meta = _csv(tmp_path / "samples.csv", pd.DataFrame({"arm": group}, index=ids))
+
+    page.goto(f"{url}/data")
+    wait_for_app_idle(page)
+    page.get_by_text("Upload a dataset").click()
+    page.get_by_label("Dataset name").fill("journey")
+    uploaders = page.get_by_test_id("stFileUploaderDropzoneInput")
+    uploaders.nth(0).set_input_files([str(rna)])
+    uploaders.nth(1).set_input_files([str(meta)])
+    page.get_by_role("button", name="Validate and save").click()
+    expect(page.get_by_text("Saved journey")).to_be_visible(timeout=60_000)
+
+    page.get_by_role("link", name="Train").click()
+    wait_for_app_idle(page)
+    epochs = page.get_by_label("epochs", exact=True)
+    if not epochs.is_visible():
+        page.get_by_text("New run on").click()
+    epochs.fill("5")
+    page.get_by_label("run name").fill("journey-vae")
+    page.get_by_role("button", name="Train").click()
+    expect(page.get_by_text("journey-vae: done")).to_be_visible(timeout=120_000)
+    assert (dirs.runs / "journey-vae" / "weights.json").is_file()
+
+    page.get_by_role("link", name="Embeddings").click()
+    wait_for_3d_chart(page, timeout=60_000)
+    expect(page.get_by_text("coloured by arm")).to_be_visible()
+    assert_3d_chart_rendered(page)
+    canvas = page.locator(f"{CHART} .gl-container canvas").first
+    before = canvas.screenshot()
+    box = canvas.bounding_box()  # rotate: drag across the 3D scene
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 + 120, box["y"] + box["height"] / 2 + 40)
+    page.mouse.up()
+    page.wait_for_timeout(500)
+    assert canvas.screenshot() != before, "dragging did not rotate the 3D map"
+    assert_3d_chart_rendered(page)
+    screenshot(page, "journey_map.png")
