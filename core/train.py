@@ -18,6 +18,7 @@ SIGTERM to the CLI process is a graceful cancel.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import subprocess
@@ -600,6 +601,32 @@ def _prepare_out(out: Path) -> None:
     (out / CANCEL).unlink(missing_ok=True)
 
 
+SMALL_STEP = 2**17  # batch elements (samples x input features) below which one thread wins
+
+
+@contextlib.contextmanager
+def cpu_threads_for(tcfg: TrainConfig, n_features: int):
+    """Train on one CPU thread when a step is small (batch_size x n_features < SMALL_STEP).
+
+    The per-step matrices are then too small to split: a second thread only adds
+    synchronisation. Measured on 2 cores, 500 x 1,240 features, batch 32, 10 epochs: 7.4 s wall /
+    5.5 CPU-s on one thread vs 10.1 s / 9.3 CPU-s on two (the machine also serving the
+    dashboard). Larger steps, and GPUs, keep torch's default. Restores the setting on exit.
+    """
+    import torch
+
+    small = tcfg.batch_size * n_features < SMALL_STEP
+    if not small or resolve_device(tcfg.device).type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train(
     config: RunConfig,
     mdata,
@@ -633,7 +660,11 @@ def train(
             n_refits=config.train.refits,
         )
     try:
-        result = _train(config, mdata, out=out, progress=progress, rank=rank, world_size=world_size)
+        n_features = sum(int(a.n_vars) for a in mdata.mod.values())
+        with cpu_threads_for(config.train, n_features):
+            result = _train(
+                config, mdata, out=out, progress=progress, rank=rank, world_size=world_size
+            )
     except CancelledError:
         if is_main:
             write_status(out, "cancelled", error="cancelled by request before any weights")

@@ -449,3 +449,21 @@ def test_translator_defaults_are_wider_with_a_weaker_kl():
     assert cfg.train.beta == 0.5
     plain = config_from_args(build_parser().parse_args(argv[:-2]), n_modalities=4)
     assert plain.model.n_hidden == 128 and plain.train.beta == 1.0
+
+
+def test_small_steps_train_on_one_thread_and_restore_the_setting():
+    import torch
+
+    from core.train import SMALL_STEP, cpu_threads_for
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        small = TrainConfig(batch_size=32, device="cpu")
+        with cpu_threads_for(small, n_features=SMALL_STEP // 64):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with cpu_threads_for(TrainConfig(batch_size=1024, device="cpu"), n_features=2000):
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)
