@@ -85,10 +85,13 @@ def test_new_user_journey_upload_train_and_rotate_the_map(page, upload_server, t
     expect(page.get_by_text("Saved journey")).to_be_visible(timeout=60_000)
 
     page.get_by_role("link", name="Train").click()
+    expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("New run on")).to_be_visible(timeout=60_000)
     wait_for_app_idle(page)
     epochs = page.get_by_label("epochs", exact=True)
     if not epochs.is_visible():
         page.get_by_text("New run on").click()
+    expect(epochs).to_be_editable(timeout=30_000)
     epochs.fill("5")
     page.get_by_label("run name").fill("journey-vae")
     page.get_by_role("button", name="Train").click()
