@@ -1,9 +1,9 @@
 """Make the README's screenshots (not a test): ``python tests/screenshots.py RUNS_DIR``.
 
-Starts the app on RUNS_DIR (e.g. a directory holding the demo run made by
-``python -m core train --out RUNS_DIR/demo-synthetic --data synthetic --model multivae
---latent 10 --epochs 40``), opens every page in headless Chromium, waits until it is drawn and
-writes assets/screenshots/<page>.png.
+Starts the app on RUNS_DIR (e.g. a directory holding a copy of the demo run
+``assets/demo-run``, made by ``bash assets/build-demo-run.sh``), opens every page in headless
+Chromium, waits until it is drawn (on Generation: after pressing Generate) and writes
+assets/screenshots/<page>.png.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ from st_browser import SCREENSHOTS, wait_for_3d_chart, wait_for_app_idle  # noqa
 
 # page, query string, what to wait for
 SHOTS = [
-    ("embeddings", "?emb_method=UMAP", "3d"),
+    ("embeddings", "?emb_method=UMAP", "umap"),
     ("data", "", "chart"),
     ("train", "", "chart"),
     ("reconstruction", "", "chart"),
+    ("perturbation", "", "3d"),
+    ("generation", "", "generate"),
 ]
 
 
@@ -80,9 +82,14 @@ def main() -> None:
             for name, query, wait in SHOTS:
                 page.goto(f"{url}/{'' if name == 'embeddings' else name}{query}")
                 wait_for_app_idle(page, timeout=300_000)
-                if wait == "3d":  # a slow map is computed in the background: wait for it
+                if wait == "umap":  # a slow map is computed in the background: wait for it
                     page.wait_for_selector(".gtitle:has-text('UMAP')", timeout=300_000)
                     wait_for_app_idle(page, timeout=300_000)
+                if wait == "generate":
+                    page.get_by_role("button", name="Generate").click()
+                    page.wait_for_timeout(1000)
+                    wait_for_app_idle(page, timeout=300_000)
+                if wait in ("umap", "3d", "generate"):
                     wait_for_3d_chart(page, timeout=120_000)
                 else:
                     page.wait_for_selector(".js-plotly-plot", timeout=120_000)
