@@ -133,14 +133,7 @@ def screen_panel(ref, ctx, method: str) -> None:
                 f"{int(table['significant'].sum()):,} significant pairs."
             )
             st.dataframe(table[table["significant"]], hide_index=True, height=300, width="stretch")
-            st.download_button(
-                "Screen table (CSV)",
-                table.to_csv(index=False),
-                file_name=f"{ref.name}_{smod}_screen.csv",
-                mime="text/csv",
-                on_click="ignore",
-                icon=":material/download:",
-            )
+            widgets.csv_download("Screen table (CSV)", table, f"{ref.name}_{smod}_screen.csv")
 
 
 @st.cache_resource(show_spinner="Encoding the baseline of every refit...", max_entries=2)

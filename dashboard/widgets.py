@@ -118,3 +118,17 @@ def run_status(path: Path) -> dict:
         return json.loads((path / "status.json").read_text())
     except (OSError, ValueError):
         return {}
+
+
+def csv_download(label: str, frame, file_name: str, *, container=st, **to_csv) -> None:
+    """A download button for ``frame`` as CSV (``to_csv`` defaults to index=False); clicking
+    it does not rerun the page."""
+    to_csv = {"index": False, **to_csv}
+    container.download_button(
+        label,
+        frame.to_csv(**to_csv),
+        file_name=file_name,
+        mime="text/csv",
+        on_click="ignore",
+        icon=":material/download:",
+    )

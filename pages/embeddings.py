@@ -119,13 +119,8 @@ if coloring.values is not None:
     coords[coloring.name] = np.asarray(coloring.values)
 stem = f"{ref.name}_{shown}{ui.dims}d"
 d1, d2, _ = st.columns([1, 1, 3])
-d1.download_button(
-    "Coordinates (CSV)",
-    coords.to_csv(index_label="sample"),
-    file_name=f"{stem}.csv",
-    mime="text/csv",
-    on_click="ignore",
-    icon=":material/download:",
+widgets.csv_download(
+    "Coordinates (CSV)", coords, f"{stem}.csv", container=d1, index=True, index_label="sample"
 )
 d2.download_button(
     "Figure (HTML)",

@@ -62,21 +62,12 @@ with widgets.guard():
     g2.plotly_chart(pv.before_after(before, after, target=target), key="pert_dist")
     d1, d2 = st.columns(2)
     stem = f"{ref.name}_{feature.replace(':', '_')}_{kind}"
-    d1.download_button(
-        "Association table (CSV)",
-        table.to_csv(index=False),
-        file_name=f"{stem}_associations.csv",
-        mime="text/csv",
-        on_click="ignore",
-        icon=":material/download:",
-    )
-    d2.download_button(
+    widgets.csv_download("Association table (CSV)", table, f"{stem}_associations.csv", container=d1)
+    widgets.csv_download(
         "Latent displacements (CSV)",
-        pv.displacement_frame(res).to_csv(index=False),
-        file_name=f"{stem}_displacement.csv",
-        mime="text/csv",
-        on_click="ignore",
-        icon=":material/download:",
+        pv.displacement_frame(res),
+        f"{stem}_displacement.csv",
+        container=d2,
     )
 
 pv.screen_panel(ref, ctx, method)

@@ -54,14 +54,7 @@ with left:
             for c in ("r2", "pearson", "mean_true", "mean_recon", "var_true", "var_recon")
         },
     )
-    st.download_button(
-        "Scores (CSV)",
-        scores.to_csv(index=False),
-        file_name=f"{ref.name}_{mod}_scores.csv",
-        mime="text/csv",
-        on_click="ignore",
-        icon=":material/download:",
-    )
+    widgets.csv_download("Scores (CSV)", scores, f"{ref.name}_{mod}_scores.csv")
 with right:
     st.plotly_chart(
         plots.histograms(
