@@ -4,6 +4,7 @@ refused with a message."""
 import numpy as np
 import pandas as pd
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 from st_browser import wait_for_app_idle
 
@@ -16,6 +17,19 @@ def upload_server(streamlit_server, tmp_path_factory):
 
     dirs = make_dirs(tmp_path_factory.mktemp("upload"), None)
     return streamlit_server(dirs, extra_env={"OLE_MAX_UPLOAD_MB": "0.05"}), dirs  # ~52 KB
+
+
+def upload(page, url, name, *, modality, metadata):
+    """On the Data page, upload one modality CSV and a metadata CSV as dataset ``name``."""
+    page.goto(f"{url}/data")
+    wait_for_app_idle(page)
+    page.get_by_text("Upload a dataset").click()
+    page.get_by_label("Dataset name").fill(name)
+    uploaders = page.get_by_test_id("stFileUploaderDropzoneInput")
+    uploaders.nth(0).set_input_files([str(modality)])
+    uploaders.nth(1).set_input_files([str(metadata)])
+    page.get_by_role("button", name="Validate and save").click()
+    expect(page.get_by_text(f"Saved {name}")).to_be_visible(timeout=60_000)
 
 
 def _csv(path, df):
@@ -35,15 +49,7 @@ def test_upload_csvs_then_refuse_a_big_file(page, upload_server, tmp_path):
     big = _csv(tmp_path / "protein.csv", pd.DataFrame(rng.normal(size=(40, 400)), index=ids))
     assert big.stat().st_size > 0.05 * 2**20
 
-    page.goto(f"{url}/data")
-    wait_for_app_idle(page)
-    page.get_by_text("Upload a dataset").click()
-    page.get_by_label("Dataset name").fill("mystudy")
-    uploaders = page.get_by_test_id("stFileUploaderDropzoneInput")
-    uploaders.nth(0).set_input_files([str(rna)])
-    uploaders.nth(1).set_input_files([str(meta)])
-    page.get_by_role("button", name="Validate and save").click()
-    expect(page.get_by_text("Saved mystudy")).to_be_visible(timeout=60_000)
+    upload(page, url, "mystudy", modality=rna, metadata=meta)
     wait_for_app_idle(page)
     sidebar = page.get_by_test_id("stSidebar")
     expect(sidebar.get_by_role("combobox", name="Dataset")).to_have_value("mystudy")
@@ -74,26 +80,23 @@ def test_new_user_journey_upload_train_and_rotate_the_map(page, upload_server, t
     )
     meta = _csv(tmp_path / "samples.csv", pd.DataFrame({"arm": group}, index=ids))
 
-    page.goto(f"{url}/data")
-    wait_for_app_idle(page)
-    page.get_by_text("Upload a dataset").click()
-    page.get_by_label("Dataset name").fill("journey")
-    uploaders = page.get_by_test_id("stFileUploaderDropzoneInput")
-    uploaders.nth(0).set_input_files([str(rna)])
-    uploaders.nth(1).set_input_files([str(meta)])
-    page.get_by_role("button", name="Validate and save").click()
-    expect(page.get_by_text("Saved journey")).to_be_visible(timeout=60_000)
+    upload(page, url, "journey", modality=rna, metadata=meta)
 
     page.get_by_role("link", name="Train").click()
     expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible(timeout=60_000)
     expect(page.get_by_text("New run on")).to_be_visible(timeout=60_000)
     wait_for_app_idle(page)
     epochs = page.get_by_label("epochs", exact=True)
-    if not epochs.is_visible():
-        page.get_by_text("New run on").click()
-    expect(epochs).to_be_editable(timeout=30_000)
-    epochs.fill("5")
-    page.get_by_label("run name").fill("journey-vae")
+    for attempt in range(3):  # the form's expander may re-render while the page settles
+        if not epochs.is_visible():
+            page.get_by_text("New run on").click()
+        try:
+            epochs.fill("5", timeout=10_000)
+            page.get_by_label("run name").fill("journey-vae", timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            assert attempt < 2, "the new-run form never became editable"
+            wait_for_app_idle(page)
     page.get_by_role("button", name="Train").click()
     expect(page.get_by_text("journey-vae: done")).to_be_visible(timeout=120_000)
     assert (dirs.runs / "journey-vae" / "weights.json").is_file()
