@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import warnings
 from collections.abc import Sequence
 
@@ -107,13 +108,46 @@ def _row_blocks(n: int, n_genes: int, device: torch.device) -> list[slice]:
     return [slice(i, min(i + rows, n)) for i in range(0, n, rows)]
 
 
-# Opt-in: OLE_COMPILE_NB=1 runs the fused NB loss through torch.compile (inductor: one
-# vectorised C++ loop for forward and one for backward; on a 2-core AVX-512 CPU about 2.5x faster
-# than the eager blocks below, see bench/nb_kernel_speed.py). Costs ~10-15 s of compilation in
-# each new process (less with inductor's disk cache) and needs a C++ compiler, so it is off by
-# default; any failure warns once and falls back to the eager kernel.
+# torch.compile (inductor) turns the fused NB loss into one vectorised C++ loop for forward and
+# one for backward: on a 2-core AVX-512 CPU about 2.5x faster than the eager blocks below (see
+# bench/nb_kernel_speed.py), which made training 2-3x faster at 2,000 genes (bench/train_speed.py).
+# Compiling costs ~15 s once per machine (inductor keeps a disk cache; ~3 s in later processes)
+# and needs a C++ compiler, so :func:`compile_wanted` only turns it on for CPU trainings long
+# enough to pay that back. OLE_COMPILE_NB=1 / 0 forces it on / off. Any failure warns once and
+# falls back to the eager kernel.
 COMPILE_ENV = "OLE_COMPILE_NB"
+# element-epochs (training samples x count features x epochs) from which compiling pays off:
+# the compiled kernel saves ~25 ns per element-epoch, so 1e9 saves ~25 s for <= 15 s of compiling
+COMPILE_MIN_WORK = 1e9
 _compiled: dict[str, tuple | None] = {}
+
+
+def compile_wanted(device: torch.device, work: float) -> bool:
+    """Whether training should use the compiled NB kernel (see COMPILE_ENV).
+
+    work: training samples x count features x epochs. Automatic: CPU only (GPU eager kernels are
+    already fused enough), a C++ compiler on PATH, and ``work >= COMPILE_MIN_WORK``.
+    """
+    choice = os.environ.get(COMPILE_ENV, "auto").strip().lower()
+    if choice in ("1", "true", "yes", "on"):
+        return True
+    if choice in ("0", "false", "no", "off"):
+        return False
+    has_cxx = any(
+        shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c
+    )
+    return device.type == "cpu" and has_cxx and work >= COMPILE_MIN_WORK
+
+
+def use_compiled_nb(model: nn.Module, *, device: torch.device, samples_x_epochs: float) -> bool:
+    """Decide (:func:`compile_wanted`) and set the compiled NB kernel on every NB head of
+    ``model`` for a training of ``samples_x_epochs`` (training samples x epochs); returns it."""
+    heads = [m for m in model.modules() if isinstance(m, NegativeBinomialHead)]
+    n_features = sum(h.linear.out_features for h in heads)
+    on = bool(heads) and compile_wanted(device, samples_x_epochs * n_features)
+    for head in heads:
+        head.compiled = on
+    return on
 
 
 def _softplus_pair(d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,9 +178,7 @@ def _nb_backward_math(grad, x, q, sp, theta, psi_sp, mask):
 
 
 def _compiled_kernels() -> tuple | None:
-    """(forward, backward) compiled with torch.compile when OLE_COMPILE_NB=1, else None."""
-    if os.environ.get(COMPILE_ENV, "") != "1":
-        return None
+    """(forward, backward) compiled with torch.compile (once per process); None if it failed."""
     if "nb" not in _compiled:
         try:
             _compiled["nb"] = (
@@ -161,8 +193,8 @@ def _compiled_kernels() -> tuple | None:
 def _compile_failed(exc: Exception) -> None:
     _compiled["nb"] = None
     warnings.warn(
-        f"{COMPILE_ENV}=1 but torch.compile failed ({type(exc).__name__}: {exc}); "
-        "using the eager NB loss (unset the variable to silence this)",
+        f"torch.compile of the negative-binomial loss failed ({type(exc).__name__}: {exc}); "
+        f"using the eager kernel (set {COMPILE_ENV}=0 to skip compiling)",
         RuntimeWarning,
         stacklevel=3,
     )
@@ -186,9 +218,10 @@ class _NBNegLogLik(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, log_mu, log_theta, mask):
+    def forward(ctx, x, log_mu, log_theta, mask, compiled):
         need_theta = ctx.needs_input_grad[2]
-        kernels = _compiled_kernels() if need_theta and ctx.needs_input_grad[1] else None
+        want = compiled and need_theta and ctx.needs_input_grad[1]
+        kernels = _compiled_kernels() if want else None
         if kernels is not None:
             try:
                 nll, q, sp, psi = kernels[0](x, log_mu, log_theta, mask)
@@ -226,7 +259,7 @@ class _NBNegLogLik(torch.autograd.Function):
         x, q, sp, theta, psi_sp, mask = ctx.saved_tensors
         if ctx.compiled and _compiled.get("nb") is not None:
             try:
-                return None, *_compiled["nb"][1](grad, x, q, sp, theta, psi_sp, mask), None
+                return None, *_compiled["nb"][1](grad, x, q, sp, theta, psi_sp, mask), None, None
             except Exception as exc:  # noqa: BLE001 - fall back to the eager blocks below
                 _compile_failed(exc)
         w = grad.neg().unsqueeze(-1)  # d loss / d lp, (n, 1)
@@ -245,7 +278,7 @@ class _NBNegLogLik(torch.autograd.Function):
                 else:
                     grad_theta.add_(theta * (wb * psi_sp[rows]).sum(0)).sub_((wb * gb).sum(0))
             gb.mul_(wb)
-        return None, grad_mu if ctx.needs_input_grad[1] else None, grad_theta, None
+        return None, grad_mu if ctx.needs_input_grad[1] else None, grad_theta, None, None
 
 
 def nb_nll(
@@ -253,6 +286,8 @@ def nb_nll(
     log_mu: torch.Tensor,
     log_theta: torch.Tensor,
     mask: torch.Tensor | None = None,
+    *,
+    compiled: bool = False,
 ) -> torch.Tensor:
     """Per-sample NB negative log-likelihood without the lgamma(x + 1) term: (n,).
 
@@ -260,6 +295,8 @@ def nb_nll(
     ``-(nb_log_prob(x, log_mu, log_theta, factorial=False) * mask).sum(-1)`` to float32
     rounding, gradients included (a fused autograd function; see :class:`_NBNegLogLik`).
     Other shapes take that reference formula. x must not require a gradient.
+    compiled: run the training kernel (gradients for both log_mu and log_theta) through
+    torch.compile (see :func:`compile_wanted`).
     """
     fused = (
         log_mu.dim() == 2
@@ -272,7 +309,7 @@ def nb_nll(
     if not fused:
         lp = nb_log_prob(x, log_mu, log_theta, factorial=False)
         return -(lp if mask is None else lp * mask).sum(dim=-1)
-    return _NBNegLogLik.apply(x, log_mu, log_theta, mask)
+    return _NBNegLogLik.apply(x, log_mu, log_theta, mask, compiled)
 
 
 def log_factorial_sum(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -284,12 +321,17 @@ def log_factorial_sum(x: torch.Tensor, mask: torch.Tensor | None = None) -> torc
 
 
 class NegativeBinomialHead(nn.Module):
-    """Counts: params {"logits", "log_mu", "log_theta"}; mean mu = softmax(logits) * library."""
+    """Counts: params {"logits", "log_mu", "log_theta"}; mean mu = softmax(logits) * library.
+
+    ``compiled`` (set by training, see :func:`use_compiled_nb`) selects the torch.compile'd
+    loss kernel; it is not part of the weights.
+    """
 
     def __init__(self, n_hidden: int, n_out: int) -> None:
         super().__init__()
         self.linear = nn.Linear(n_hidden, n_out)
         self.log_theta = nn.Parameter(torch.zeros(n_out))
+        self.compiled = False
 
     def forward(self, h: torch.Tensor, library: torch.Tensor | None = None) -> dict:
         logits = self.linear(h)  # (n, n_genes)
@@ -310,7 +352,8 @@ class NegativeBinomialHead(nn.Module):
         """(n,) NLL; log_factorial: precomputed (n,) :func:`log_factorial_sum` of target."""
         if log_factorial is None:
             log_factorial = log_factorial_sum(target, mask)
-        return nb_nll(target, params["log_mu"], params["log_theta"], mask) + log_factorial
+        nll = nb_nll(target, params["log_mu"], params["log_theta"], mask, compiled=self.compiled)
+        return nll + log_factorial
 
     def mean(self, params: dict) -> torch.Tensor:
         return params["log_mu"].exp()

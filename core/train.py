@@ -241,6 +241,7 @@ class FitResult:
     best_epoch: int = 0
     epochs: int = 0
     stopped: str = "epochs"  # epochs | early_stopping | cancelled
+    compiled_nb: bool = False  # the NB loss ran through torch.compile (core.likelihoods)
 
 
 def _mean_terms(sums: Mapping[str, float], n: int, prefix: str) -> dict[str, float]:
@@ -311,7 +312,12 @@ def fit(
     """
     import torch
 
+    from core.likelihoods import use_compiled_nb
+
     device = data.device
+    compiled_nb = use_compiled_nb(
+        model, device=device, samples_x_epochs=len(train_idx) * cfg.epochs
+    )
     gen = torch.Generator().manual_seed(seed)  # batch order (CPU)
     noise = torch.Generator(device=device).manual_seed(seed + 1)  # reparameterisation
     groups = param_groups(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -331,7 +337,7 @@ def fit(
     # gloo all-reduces CPU tensors, nccl CUDA tensors
     sync_device = device if world_size > 1 and device.type == "cuda" else None
     best_val, best_epoch, best_state, wait = float("inf"), 0, None, 0
-    res = FitResult(state_dict={})
+    res = FitResult(state_dict={}, compiled_nb=compiled_nb)
     last_ckpt = time.monotonic()
     t0 = time.monotonic()
     for epoch in range(cfg.epochs):
@@ -865,6 +871,7 @@ def _train(
         "seconds": time.monotonic() - t_start,
         "device": str(device),
         "n_params": int(sum(p.numel() for p in model0.parameters())),
+        "compiled_nb_loss": res0.compiled_nb,
     }
     metrics.update(
         compute_metrics(
@@ -937,11 +944,11 @@ def config_from_args(args, *, n_modalities: int = 1) -> RunConfig:
     """RunConfig from parsed ``python -m core train`` arguments.
 
     Options left out (``--latent``, ``--beta``) take the defaults of
-    :func:`core.models.model_defaults` (for data with ``n_modalities`` modalities) and
+    :func:`core.model_config.model_defaults` (for data with ``n_modalities`` modalities) and
     :func:`core.runs.train_defaults`.
     """
     from core.cli import parse_assignments
-    from core.models import ModelConfig, model_defaults
+    from core.model_config import ModelConfig, model_defaults
 
     kinds = parse_assignments(getattr(args, "kind", None), flag="--kind")
     data = DataConfig(

@@ -163,8 +163,15 @@ def test_head_nll_with_and_without_precomputed_factorial():
     torch.testing.assert_close(head.nll(params, x, mask, const), expected, rtol=1e-5, atol=1e-3)
 
 
+NAMES = ("loss", "grad log_mu", "grad log_theta")
+
+
+def compiled_nll(x, log_mu, log_theta, mask=None):
+    return nb_nll(x, log_mu, log_theta, mask, compiled=True)
+
+
 def test_compile_failure_falls_back_to_eager(monkeypatch):
-    """OLE_COMPILE_NB=1 with a torch.compile that breaks: a warning, then the eager answer."""
+    """A torch.compile that breaks (no C++ compiler, say): a warning, then the eager answer."""
     x, log_mu, log_theta, _, w = nb_data(n=8, n_genes=40)
     eager = loss_and_grads(nb_nll, x, log_mu, log_theta, None, w)
 
@@ -174,11 +181,50 @@ def test_compile_failure_falls_back_to_eager(monkeypatch):
 
         return call
 
-    monkeypatch.setenv(lik.COMPILE_ENV, "1")
     monkeypatch.setattr(lik, "_compiled", {})
     monkeypatch.setattr(torch, "compile", broken_compile)
-    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
-        fallback = loss_and_grads(nb_nll, x, log_mu, log_theta, None, w)
+    with pytest.warns(RuntimeWarning, match="torch.compile of the negative-binomial loss failed"):
+        fallback = loss_and_grads(compiled_nll, x, log_mu, log_theta, None, w)
     for a, b in zip(eager, fallback, strict=True):
         torch.testing.assert_close(a, b)
     assert lik._compiled["nb"] is None  # not retried
+
+
+@pytest.mark.slow
+def test_compiled_kernel_matches_the_reference_formula():
+    """The torch.compile'd kernel (what long CPU trainings use) against the float64 truth."""
+    x, log_mu, log_theta, mask, w = nb_data()
+    for m in (None, mask):
+        ours = loss_and_grads(compiled_nll, x, log_mu, log_theta, m, w)
+        ref32 = loss_and_grads(reference_nll, x, log_mu, log_theta, m, w)
+        truth = loss_and_grads(
+            reference_nll,
+            *(None if t is None else t.double() for t in (x, log_mu, log_theta, m, w)),
+        )
+        for what, a, r, t in zip(NAMES, ours, ref32, truth, strict=True):
+            assert_matches_truth(a, r, t, what)
+    assert lik._compiled.get("nb") is not None  # it really compiled (no silent fallback)
+
+
+def test_compile_is_chosen_for_long_cpu_trainings_only(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.delenv(lik.COMPILE_ENV, raising=False)
+    monkeypatch.setattr(lik.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert lik.compile_wanted(cpu, lik.COMPILE_MIN_WORK)
+    assert not lik.compile_wanted(cpu, lik.COMPILE_MIN_WORK / 2)
+    assert not lik.compile_wanted(torch.device("cuda"), lik.COMPILE_MIN_WORK * 10)
+    monkeypatch.setattr(lik.shutil, "which", lambda name: None)  # no C++ compiler
+    assert not lik.compile_wanted(cpu, lik.COMPILE_MIN_WORK * 10)
+    monkeypatch.setenv(lik.COMPILE_ENV, "1")
+    assert lik.compile_wanted(cpu, 1.0)
+    monkeypatch.setenv(lik.COMPILE_ENV, "0")
+    monkeypatch.setattr(lik.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert not lik.compile_wanted(cpu, lik.COMPILE_MIN_WORK * 10)
+    # the decision lands on every NB head of a model, and only there
+    monkeypatch.delenv(lik.COMPILE_ENV)
+    model = torch.nn.ModuleDict({"a": NegativeBinomialHead(4, 500), "b": lik.GaussianHead(4, 9)})
+    big = lik.COMPILE_MIN_WORK / 500
+    assert lik.use_compiled_nb(model, device=cpu, samples_x_epochs=big)
+    assert model["a"].compiled and not hasattr(model["b"], "compiled")
+    assert not lik.use_compiled_nb(model, device=cpu, samples_x_epochs=big / 2)
+    assert not model["a"].compiled
