@@ -923,20 +923,20 @@ def parse_params(items: Sequence[str] | None) -> dict[str, Any]:
 def embed_command(args: Any) -> tuple[str, dict]:
     """``python -m core embed RUN_DIR --method --dims --seed [--param K=V ...] [--out coords.csv]``.
 
-    Encodes the run's own dataset (posterior means), computes or loads the cached map and
+    Encodes the run's own dataset (posterior means, cached in the run by
+    :func:`core.latent.run_view`, as the dashboard does), computes or loads the cached map and
     optionally writes the coordinates to CSV (first column ``sample``). Progress goes to stderr.
     """
     import sys
 
-    from core.latent import encode
+    from core.latent import run_view
     from core.runs import load_run
 
     out = Path(args.out) if getattr(args, "out", None) else None
     if out is not None and not out.parent.is_dir():
         raise InputError(f"output folder {out.parent} does not exist; create it first")
     run = load_run(args.run_dir)
-    mdata = run.load_data()
-    mean, _ = encode(run, mdata)
+    view = run_view(run)
     last = {"pct": -1}
 
     def to_stderr(fraction: float, message: str) -> None:
@@ -947,7 +947,7 @@ def embed_command(args: Any) -> tuple[str, dict]:
 
     emb = cached(
         run.path,
-        np.asarray(mean),
+        view.latent,
         method=args.method,
         n_components=args.dims,
         seed=args.seed,
@@ -955,7 +955,7 @@ def embed_command(args: Any) -> tuple[str, dict]:
         **parse_params(getattr(args, "param", None)),
     )
     if out is not None:
-        frame = emb.to_frame(index=pd.Index(list(map(str, mdata.obs_names)), name="sample"))
+        frame = emb.to_frame(index=pd.Index(list(map(str, view.obs.index)), name="sample"))
         write_atomic(out, lambda fh: frame.to_csv(fh), mode="w")
     where = "loaded from cache" if emb.from_cache else f"computed in {emb.seconds:.1f} s"
     text = (

@@ -15,7 +15,11 @@ arrays. ``space`` chooses the units of decoded values:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+import io
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +30,8 @@ from core.errors import InputError
 
 Space = Literal["data", "input"]
 CHUNK = 4096
+VIEW_DIR = "latent"  # <run>/latent/: cached RunViews of the run's own dataset
+VIEW_VERSION = 1
 
 
 def _check_refit(run, refit: int) -> None:
@@ -351,3 +357,85 @@ def store_latent(run, mdata, *, refit: int = 0, key_added: str = "X_vae") -> Non
         "refit": int(refit),
         "n_latent": int(run.n_latent),
     }
+
+
+# -- a run's own dataset as a map needs it, cached on disk -----------------------------------------
+@dataclass(frozen=True)
+class RunView:
+    """What drawing a run's latent space needs, without the data or the model.
+
+    obs: (n_obs, n_columns) sample metadata, index = sample ids; var_names: every feature of
+    every modality of the dataset (not only the run's model features); latent: (n_obs,
+    n_latent) float32 posterior means of refit ``refit``, rows in obs order.
+    """
+
+    obs: pd.DataFrame
+    var_names: dict[str, list[str]]
+    latent: np.ndarray
+    refit: int = 0
+
+
+def _view_key(run, refit: int) -> str | None:
+    from core.runs import data_fingerprint
+
+    weights, data = run.weights_sha256(refit), data_fingerprint(run.config.data)
+    if weights is None or data is None:
+        return None
+    blob = json.dumps({"v": VIEW_VERSION, "weights": weights, "data": data, "refit": refit})
+    return f"refit{int(refit)}-{hashlib.sha1(blob.encode()).hexdigest()[:16]}"
+
+
+def _read_view(folder: Path, key: str, refit: int) -> RunView | None:
+    try:
+        with np.load(folder / f"{key}.npz", allow_pickle=False) as z:
+            latent, names = z["latent"], z["obs_names"]
+        obs = pd.read_parquet(folder / f"{key}.obs.parquet")
+        var_names = json.loads((folder / f"{key}.vars.json").read_text())
+    except (OSError, ValueError, KeyError, ImportError):
+        return None
+    if latent.ndim != 2 or len(latent) != len(obs) or list(obs.index.astype(str)) != list(names):
+        return None
+    return RunView(obs, var_names, latent, refit)
+
+
+def _write_view(folder: Path, key: str, view: RunView) -> None:
+    from core.runs import write_atomic, write_bytes_atomic, write_json_atomic
+
+    try:  # parquet refuses some object columns (mixed types): then the view is not cached
+        buf = io.BytesIO()
+        view.obs.to_parquet(buf)
+    except (ValueError, TypeError, ImportError):
+        return
+    names = np.asarray(view.obs.index.astype(str), dtype=str)
+    write_atomic(
+        folder / f"{key}.npz", lambda fh: np.savez(fh, latent=view.latent, obs_names=names)
+    )
+    write_bytes_atomic(folder / f"{key}.obs.parquet", buf.getvalue())
+    write_json_atomic(folder / f"{key}.vars.json", view.var_names)  # written last: the marker
+
+
+def run_view(run, *, refit: int = 0, load_data: Callable[[], object] | None = None) -> RunView:
+    """The run's own dataset as a map needs it (:class:`RunView`), from ``<run>/latent/``
+    when the weights and the data files are unchanged since it was saved; otherwise the data
+    is loaded (``load_data()``, default ``run.load_data()``), encoded and the view saved.
+
+    A restart of the dashboard then draws a cached map without loading data or torch.
+    """
+    _check_refit(run, refit)
+    key = _view_key(run, refit)
+    folder = Path(run.path) / VIEW_DIR
+    if key is not None and (folder / f"{key}.vars.json").is_file():
+        view = _read_view(folder, key, refit)
+        if view is not None:
+            return view
+    mdata = load_data() if load_data is not None else run.load_data()
+    mean, _ = encode(run, mdata, refit=refit)
+    view = RunView(
+        obs=mdata.obs.copy(),
+        var_names={m: [str(v) for v in mdata.mod[m].var_names] for m in mdata.mod},
+        latent=np.ascontiguousarray(mean, dtype=np.float32),
+        refit=int(refit),
+    )
+    if key is not None:
+        _write_view(folder, key, view)
+    return view

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError, RunError
-from core.models import ModelConfig
+from core.model_config import ModelConfig
 from core.preprocess import PreprocessConfig
 
 State = Literal["queued", "running", "done", "failed", "cancelled"]
@@ -142,7 +142,7 @@ def train_defaults(model: str) -> dict:
 
     A translator is judged on its predictions, which a strong KL term blurs: beta 0.1 raised
     RNA -> protein per-sample Pearson on `synthetic` from 0.930 to 0.943 (0.951 with the
-    translator's wider layers, :func:`core.models.model_defaults`).
+    translator's wider layers, :func:`core.model_config.model_defaults`).
     """
     return {"beta": 0.1} if model == "translator" else {}
 
@@ -420,6 +420,10 @@ class Run:
         """Rebuild the run's own dataset (MuData) from its config."""
         return load_data_config(self.config.data)
 
+    def weights_sha256(self, refit: int = 0) -> str | None:
+        """The recorded sha256 of refit ``refit``'s weights file (None before it is written)."""
+        return self._manifest().get(f"refit_{int(refit)}.pt")
+
     def _manifest(self) -> dict[str, str]:
         p = self.path / WEIGHTS_MANIFEST
         return read_json(p, run=self.name) if p.exists() else {}
@@ -473,6 +477,42 @@ class Run:
             p.requires_grad_(False)
         self._models[refit] = model
         return model
+
+
+def _path_stats(path: Path) -> list | None:
+    """[relative name, size, mtime_ns] of a file, or of every file below a directory (sorted);
+    None when the path does not exist."""
+    if path.is_file():
+        st = path.stat()
+        return [[path.name, st.st_size, st.st_mtime_ns]]
+    if not path.is_dir():
+        return None
+    files = sorted(f for f in path.rglob("*") if f.is_file() and not f.name.startswith("."))
+    return [[str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+
+
+def data_fingerprint(data: DataConfig) -> str | None:
+    """sha1 that changes when the data a DataConfig describes may have changed; None when a
+    source is missing (nothing derived from it should be cached).
+
+    Built-in datasets: name, params and the bytes of their generator (core/datasets.py); files:
+    absolute path, size and modification time of every file (recursively for a directory);
+    plus the kinds and obs settings.
+    """
+    from core import datasets
+
+    parts: list = [sorted(data.kinds.items()), sorted((k, repr(v)) for k, v in data.params.items())]
+    entries = [(src, src.partition("=")[2] if "=" in src else src) for src in data.sources]
+    entries += [(data.obs, data.obs)] if data.obs else []
+    for src, path in entries:
+        if src in datasets.REGISTRY:
+            parts.append([src, hashlib.sha1(Path(datasets.__file__).read_bytes()).hexdigest()])
+            continue
+        stats = _path_stats(Path(path).expanduser().resolve())
+        if stats is None:
+            return None
+        parts.append([str(Path(path).expanduser().resolve()), stats])
+    return hashlib.sha1(json.dumps(parts, default=str).encode()).hexdigest()
 
 
 def load_data_config(data: DataConfig):

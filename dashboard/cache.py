@@ -127,13 +127,18 @@ def run_data(path: str, version: float):
 
 
 @st.cache_data(show_spinner="Encoding samples...", max_entries=8)
-def latent(path: str, version: float, refit: int = 0) -> np.ndarray:
-    """Posterior means, (n_obs, n_latent), aligned to the run dataset's obs_names."""
+def run_view(path: str, version: float):
+    """core.latent.RunView of the run's own dataset (obs, var_names, latent of refit 0); from
+    the run's disk cache when data and weights are unchanged, so a restart needs neither the
+    data nor torch to draw a cached map."""
     from core import latent as core_latent
 
-    run = load_run(path, version)
-    mean, _ = core_latent.encode(run, run_data(path, version), refit=refit)
-    return np.asarray(mean, dtype=np.float32)
+    return core_latent.run_view(load_run(path, version), load_data=lambda: run_data(path, version))
+
+
+def latent(path: str, version: float) -> np.ndarray:
+    """Posterior means of refit 0, (n_obs, n_latent), aligned to the run dataset's obs_names."""
+    return run_view(path, version).latent
 
 
 @st.cache_data(show_spinner="Reconstructing...", max_entries=8)

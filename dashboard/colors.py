@@ -55,11 +55,11 @@ def feature_options(var_names: dict[str, list[str]]) -> list[str]:
     return [f"{mod}:{v}" for mod, names in var_names.items() for v in names]
 
 
-def feature_coloring(feature: str, matrix_of, mdata) -> Coloring:
+def feature_coloring(feature: str, matrix_of, data) -> Coloring:
     """Values of ``<mod>:<feature>`` (NaN for samples without the modality). Categorical
-    modalities map level codes to their labels (missing -> "NA")."""
+    modalities map level codes to their labels (missing -> "NA"). data() -> the MuData."""
     mod, _, var = feature.partition(":")
-    adata = mdata.mod[mod]
+    adata = data().mod[mod]
     col = list(adata.var_names).index(var)
     values = matrix_of(mod)[:, col]
     if adata.uns.get("kind") == "categorical":
@@ -73,12 +73,13 @@ def feature_coloring(feature: str, matrix_of, mdata) -> Coloring:
 
 
 def coloring(
-    option: str, *, obs: pd.DataFrame, feature: str | None, matrix_of, mdata, errors
+    option: str, *, obs: pd.DataFrame, feature: str | None, matrix_of, data, errors
 ) -> Coloring:
     """Resolve a colour choice to values aligned with ``obs`` (n_obs,).
 
-    matrix_of(mod) -> (n_obs, n_vars) matrix; errors() -> DataFrame of per-sample errors
-    (called only when needed: reconstruction is the expensive part).
+    matrix_of(mod) -> (n_obs, n_vars) matrix; data() -> the MuData; errors() -> DataFrame of
+    per-sample errors. Each is called only when the choice needs it (loading the data and
+    reconstructing are the expensive parts).
     """
     if option.startswith("obs:") and option[4:] in obs:
         series = obs[option[4:]]
@@ -86,7 +87,7 @@ def coloring(
             return Coloring(series, "categorical", option[4:])
         return Coloring(series.to_numpy(dtype=float), "continuous", option[4:])
     if option == FEATURE and feature:
-        return feature_coloring(feature, matrix_of, mdata)
+        return feature_coloring(feature, matrix_of, data)
     if option.startswith("error:"):
         frame = errors()
         name = option[6:]

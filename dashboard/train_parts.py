@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.models import ModelConfig, model_defaults
+from core.model_config import ModelConfig, model_defaults
 from core.runs import DataConfig, TrainConfig, request_cancel, train_defaults
 from dashboard import forms, plots, state, training, widgets
 from dashboard.settings import Settings

@@ -8,11 +8,9 @@ from dashboard import cache, colors, emb_controls, maps, plots, state, widgets
 
 st.title("Embeddings")
 ref = widgets.current_run()
-mdata = cache.run_data(ref.path, ref.version)
-obs = mdata.obs
-ui = emb_controls.render(
-    obs, list(ref.run.modalities), {m: list(mdata.mod[m].var_names) for m in mdata.mod}
-)
+view = cache.run_view(ref.path, ref.version)  # obs + features + latent, no data loaded
+obs = view.obs
+ui = emb_controls.render(obs, list(ref.run.modalities), view.var_names)
 
 # The map: PCA at once; UMAP / t-SNE from the disk cache, or computed in the background while
 # the PCA map is shown (dashboard/jobs.py explains why).
@@ -52,8 +50,10 @@ coloring = colors.coloring(
     ui.color,
     obs=obs,
     feature=ui.feature,
-    mdata=mdata,
-    matrix_of=lambda mod: cache.modality_matrix(mdata, (ref.path, ref.version), mod),
+    data=lambda: cache.run_data(ref.path, ref.version),
+    matrix_of=lambda mod: cache.modality_matrix(
+        cache.run_data(ref.path, ref.version), (ref.path, ref.version), mod
+    ),
     errors=lambda: cache.sample_errors(ref.path, ref.version),
 )
 n_obs = len(obs)

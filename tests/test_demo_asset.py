@@ -38,3 +38,13 @@ def test_demo_maps_are_cached_for_its_latent(demo_run):
         for dims in (3, 2):
             found = embed.find_cached(demo.DEMO_ASSET, z, method=method, n_components=dims)
             assert found is not None, f"{method} {dims}D map not cached: {REBUILD}"
+
+
+def test_demo_view_is_cached_so_first_launch_needs_no_data(demo_run):
+    def no_data():
+        raise AssertionError(f"the demo's latent view is missing or stale: {REBUILD}")
+
+    view = latent.run_view(demo_run, load_data=no_data)
+    z, _ = latent.encode(demo_run, demo_run.load_data())
+    assert view.latent.shape == z.shape
+    assert abs(view.latent - z).max() < 1e-5, REBUILD
