@@ -4,7 +4,9 @@ Each command is a thin wrapper: argparse here, the work in the module that owns 
 has the signature ``handler(args: argparse.Namespace) -> tuple[str, dict]`` and returns the
 human-readable summary and a JSON-able payload. With ``--json`` the payload is printed as the
 last line of stdout. Bad input (:class:`core.errors.InputError`, a missing file) prints
-``error: <message>`` on stderr and exits with status 2, without a traceback.
+``error: <message>`` on stderr and exits with status 2, without a traceback. So does every
+command-line parse error (a missing or unknown option, a bad value): one line, with a pointer to
+the command's ``--help``, instead of argparse's multi-line usage block.
 """
 
 from __future__ import annotations
@@ -35,6 +37,16 @@ HANDLERS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error contract; subcommand parsers inherit it (argparse
+    builds them with ``type(parent)``)."""
+
+    def error(self, message: str):  # argparse calls this for every parse error
+        text = " ".join(str(message).split())
+        print(f"error: {text}; see {self.prog} --help", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
 def parse_assignments(items: Sequence[str] | None, *, flag: str) -> dict[str, str]:
     """Parse repeated ``KEY=VALUE`` options into a dict; a malformed item is an InputError."""
     out: dict[str, str] = {}
@@ -54,8 +66,10 @@ def _add_data_options(p: argparse.ArgumentParser, *, required: bool) -> None:
         action="append",
         required=required,
         metavar="SRC",
-        help="built-in dataset name, a .h5ad/.h5mu file, or MODALITY=PATH for a CSV/TSV/Parquet "
-        "matrix (samples in rows, first column the sample id); repeat for several modalities",
+        help="built-in dataset name, a .h5ad/.h5mu file, MODALITY=PATH for a CSV/TSV/Parquet "
+        "matrix (samples in rows, first column the sample id; repeat for several modalities), "
+        "or a directory with one file per modality named <modality>.<csv|tsv|parquet> plus "
+        "obs.csv (the sample metadata)",
     )
     p.add_argument("--obs", metavar="PATH", help="metadata table, first column the sample id")
     p.add_argument(
@@ -71,7 +85,7 @@ def _add_json(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m core",
         description="Omics Latent Explorer: load omics data, train VAEs and look inside them.",
     )
@@ -203,7 +217,14 @@ def _handler(command: str):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)  # argparse itself exits 2 on unknown options
+    args, extra = parser.parse_known_args(argv)  # a parse error: one line, exit 2 (_Parser)
+    if extra:  # name the subcommand whose --help lists the options
+        prog = f"{parser.prog} {args.command}"
+        print(
+            f"error: unrecognized arguments: {' '.join(extra)}; see {prog} --help",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     try:
         text, payload = _handler(args.command)(args)
     except (

@@ -28,6 +28,14 @@ Missing values: numeric modalities (counts, proportion, continuous) must be comp
 models need finite inputs; a NaN is an error that says to impute or drop. A sample that lacks a
 whole modality is simply left out of that modality's file (it stays in the dataset). In
 categorical modalities a missing label becomes the explicit level ``"NA"``.
+
+Metadata: an infinite value in a numeric column becomes missing, with a warning naming the
+column and row; dates and times are kept as text labels. Used as a condition
+(:func:`check_condition`, called by training), a numeric column must be complete and vary, and
+a categorical one needs two levels (``"NA"`` counts as one).
+
+Data matrices refuse date / time columns and (via :func:`core.readers.read_table`) list-valued
+cells and multi-level Parquet indexes. Modalities that share no sample id at all get a warning.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 
@@ -58,7 +66,30 @@ MIN_SAMPLES = 10
 NA_LEVEL = "NA"
 COUNT_MAX = float(2**24)  # float32 represents every integer up to here, and nothing finer above
 _INT_TOL = 1e-6
-OBS_STEMS = ("obs", "metadata")
+# a file in a directory source is the sample metadata when its stem is one of these, or
+# contains "metadata" (sample_metadata.csv, metadata_v2.tsv)
+OBS_STEMS = (
+    "obs",
+    "metadata",
+    "meta",
+    "samples",
+    "clinical",
+    "sample_info",
+    "sampleinfo",
+    "samplesheet",
+    "sample_sheet",
+    "coldata",
+    "phenodata",
+)
+# a text column with at least this share of distinct labels per sample (and >= 10 labels) is
+# probably numbers that did not parse: warn
+MANY_LEVELS_SHARE = 0.9
+
+
+def is_obs_name(path: str | os.PathLike) -> bool:
+    """Whether a file in a directory source is the sample metadata (see OBS_STEMS)."""
+    s = readers.stem(path).lower()
+    return s in OBS_STEMS or "metadata" in s
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,6 +144,7 @@ class ModalityInput:
     is_text: bool = False
     first_text_cell: tuple[int, int] | None = None  # (row, col) of the first non-numeric cell
     meta: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # added to the dataset's warnings
 
 
 def _where(mi: ModalityInput, i: int, j: int) -> str:
@@ -136,19 +168,41 @@ def _natural_levels(values: Sequence[str]) -> list[str]:
         return sorted(uniq)
 
 
+def _is_time_dtype(dtype) -> bool:
+    return (
+        pd.api.types.is_datetime64_any_dtype(dtype)
+        or pd.api.types.is_timedelta64_dtype(dtype)
+        or isinstance(dtype, pd.PeriodDtype)
+    )
+
+
 def _table_to_input(
-    df: pd.DataFrame, *, name: str, label: str, override: str | None
+    df: pd.DataFrame, *, name: str, label: str, override: str | None, in_dir: bool = False
 ) -> ModalityInput:
-    """Classify the columns of a table (numeric / text / mixed) into a ModalityInput."""
-    obs_names = pd.Index(df.index.astype(str), dtype=object)
-    var_names = pd.Index(df.columns.astype(str), dtype=object)
+    """Classify the columns of a table (numeric / text / mixed) into a ModalityInput.
+
+    ``in_dir``: the table is a file of a directory source (changes the advice when it looks
+    like sample metadata).
+    """
+    obs_names = pd.Index([str(i) for i in df.index], dtype=object)
+    var_names = pd.Index([str(c) for c in df.columns], dtype=object)
     if df.shape[1] == 0:
         raise InputError(
             f"{label}: modality {name!r} has no feature columns (only the sample id column); "
             "put features in columns, samples in rows"
         )
     if df.shape[0] == 0:
-        raise InputError(f"{label}: modality {name!r} has a header but no samples (rows)")
+        raise InputError(
+            f"{label}: modality {name!r} has a header but no samples (rows); add one row per "
+            "sample below the header (sample id in the first column)"
+        )
+    for j, t in enumerate(df.dtypes):
+        if _is_time_dtype(t):
+            raise InputError(
+                f"{label}: column {var_names[j]!r} of modality {name!r} holds dates or times "
+                f"({t}); a data matrix holds numbers or labels: move it to the metadata table "
+                "(--obs) as text, or drop it"
+            )
     n, p = df.shape
     numeric_dtype = [
         pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in df.dtypes
@@ -199,7 +253,7 @@ def _table_to_input(
             else f"fix the cell, or declare the modality categorical (--kind {name}=categorical)"
         )
         raise InputError(
-            f"{label}: non-numeric value {str(value)!r} at row {obs_names[i]!r}, column "
+            f"{label}: non-numeric value {readers.echo(value)} at row {obs_names[i]!r}, column "
             f"{var_names[j]!r} of modality {name!r}; {hint}"
         )
     # Text modality -> categorical labels. Numeric columns must be integer codes to join it.
@@ -213,18 +267,34 @@ def _table_to_input(
         col = num[:, j]
         finite = col[np.isfinite(col)]
         if override != "categorical" and finite.size and not _integer_valued(finite):
+            hint = (
+                "if this is the sample metadata, name it obs.csv or pass it with --obs; "
+                "otherwise put text and numbers in separate files"
+                if in_dir
+                else "put them in separate files, or the numbers in the metadata table (--obs)"
+            )
             raise InputError(
                 f"{label}: modality {name!r} mixes text columns ({var_names[text_cols[0]]!r}) "
-                f"with real-valued numeric columns ({var_names[j]!r}); put them in separate "
-                "files, or the numbers in the metadata table (--obs)"
+                f"with real-valued numeric columns ({var_names[j]!r}); {hint}"
             )
         labels[:, j] = [None if np.isnan(x) else _num_label(x) for x in col]
+    for j in text_cols if override is None else ():  # declared categorical: labels meant
+        present_labels = [x for x in labels[:, j] if x is not None]
+        n_levels = len(set(present_labels))
+        if n_levels >= max(10, MANY_LEVELS_SHARE * len(present_labels)):
+            mi.warnings.append(
+                f"{name}: text feature {var_names[j]!r} has {n_levels} distinct values for "
+                f"{len(present_labels)} samples (e.g. {readers.echo(present_labels[0])}); if it "
+                "holds numbers, fix the cells that do not parse (decimal mark '.', no units)"
+            )
     mi.values = labels
     mi.is_text = True
     return mi
 
 
-def _adata_to_input(adata: anndata.AnnData, *, name: str, label: str) -> ModalityInput:
+def _adata_to_input(
+    adata: anndata.AnnData, *, name: str, label: str, override: str | None = None
+) -> ModalityInput:
     import scipy.sparse as sp
 
     X = adata.X
@@ -245,8 +315,18 @@ def _adata_to_input(adata: anndata.AnnData, *, name: str, label: str) -> Modalit
             )
     if X.dtype.kind not in "biuf":
         raise InputError(f"{label}: .X holds {X.dtype} values, not numbers; store numbers in .X")
-    declared = adata.uns.get("kind") if isinstance(adata.uns.get("kind"), str) else None
-    declared = declared if declared in KINDS else None
+    declared = adata.uns.get("kind")
+    if (
+        declared is not None
+        and override is None
+        and (not isinstance(declared, str) or declared not in KINDS)
+    ):
+        raise InputError(
+            f"{label}: uns['kind'] is {readers.echo(declared)}, not one of {', '.join(KINDS)}; "
+            f"fix it in the file (adata.uns['kind'] = 'counts'), delete it to infer the kind, "
+            f"or override it (--kind {name}=KIND)"
+        )
+    declared = declared if isinstance(declared, str) and declared in KINDS else None
     mi = ModalityInput(
         name, label, obs_names, var_names, X.astype(np.float64, copy=False), kind=declared
     )
@@ -276,6 +356,17 @@ def _adata_to_input(adata: anndata.AnnData, *, name: str, label: str) -> Modalit
 # --------------------------------------------------------------------------------------------
 # Validation of one modality -> AnnData
 # --------------------------------------------------------------------------------------------
+def _labels_as_numbers(labels: np.ndarray) -> np.ndarray | None:
+    """Object labels (n, p) -> float64 (NaN = missing) when every present label is a number
+    ("0", "1", "2.5"), else None."""
+    flat = pd.Series(labels.ravel(), dtype=object)
+    present_ = flat.notna().to_numpy()
+    parsed = pd.to_numeric(flat.where(present_, np.nan), errors="coerce")
+    if not (parsed.notna().to_numpy() == present_).all():
+        return None
+    return parsed.to_numpy(dtype=np.float64, na_value=np.nan).reshape(labels.shape)
+
+
 def _encode_categorical(
     mi: ModalityInput, labels: np.ndarray, *, fixed: list[str] | None = None
 ) -> tuple[np.ndarray, dict[str, list[str]]]:
@@ -339,16 +430,27 @@ def _validate_modality(mi: ModalityInput, override: str | None, warn: list[str])
             f"{label}: modality {name!r} has no features; it needs at least one column"
         )
     if n == 0:
-        raise InputError(f"{label}: modality {name!r} has no samples")
+        raise InputError(
+            f"{label}: modality {name!r} has no samples (0 rows); export it again with its "
+            "samples, or leave it out"
+        )
     kind = override or mi.kind
     categories: dict[str, list[str]] | None = None
+    warn.extend(mi.warnings)
+
+    if mi.is_text and kind in NUMERIC_KINDS:
+        # e.g. an .h5ad/.h5mu stored as categorical with labels "0", "1", "2" and --kind counts
+        numbers = _labels_as_numbers(mi.values)
+        if numbers is not None:
+            mi = replace(mi, values=numbers, is_text=False, first_text_cell=None)
 
     if mi.is_text:
         if kind is not None and kind != "categorical":
             i, j = mi.first_text_cell or (0, 0)
             raise InputError(
-                f"{label}: non-numeric value {str(mi.values[i, j])!r} at {_where(mi, i, j)} of "
-                f"modality {name!r} declared {kind}; fix the cell or declare it categorical"
+                f"{label}: non-numeric value {readers.echo(mi.values[i, j])} at "
+                f"{_where(mi, i, j)} of modality {name!r} declared {kind}; fix the cell or "
+                "declare it categorical"
             )
         kind = "categorical"
         X, categories = _encode_categorical(mi, mi.values)
@@ -435,7 +537,12 @@ def _validate_modality(mi: ModalityInput, override: str | None, warn: list[str])
 # Metadata (obs)
 # --------------------------------------------------------------------------------------------
 def _obs_column(s: pd.Series) -> pd.Series:
-    """Numeric -> float64; anything else -> category with an explicit "NA" level."""
+    """Numeric -> float64; anything else -> category with an explicit "NA" level.
+
+    Dates and times become text labels (their ISO form), never nanosecond numbers.
+    """
+    if _is_time_dtype(s.dtype):
+        s = s.astype(str).where(s.notna(), None)
     if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
         return s.astype(np.float64)
     if isinstance(s.dtype, pd.CategoricalDtype):
@@ -461,6 +568,7 @@ def _join_obs(
 ) -> pd.DataFrame:
     """Join metadata tables on sample id. ``frames``: (label, table, is_user_metadata_file)."""
     out = pd.DataFrame(index=sample_ids)
+    source: dict[str, str] = {}  # column -> the file it came from (for messages)
     for label, df, explicit in frames:
         if df.shape[1] == 0:
             continue
@@ -498,8 +606,21 @@ def _join_obs(
                 out[col_s] = out[col_s].astype(object).where(out[col_s].notna(), df[col])
             else:
                 out[col_s] = df[col]
+                source[col_s] = label
     for col in list(out.columns):
         out[col] = _obs_column(out[col])
+        s = out[col]
+        if not isinstance(s.dtype, pd.CategoricalDtype):
+            inf = np.isinf(s.to_numpy(dtype=np.float64))
+            if inf.any():
+                i = int(inf.argmax())
+                more = f" and {int(inf.sum()) - 1} more" if inf.sum() > 1 else ""
+                warn.append(
+                    f"{Path(source.get(col, 'metadata')).name}: infinite value "
+                    f"({s.iat[i]:g}) in metadata column {col!r} at row {sample_ids[i]!r}{more}; "
+                    "treated as missing (replace it with a finite number to use it)"
+                )
+                out[col] = s.where(~inf, np.nan)
     for col in out.columns:
         s = out[col]
         if isinstance(s.dtype, pd.CategoricalDtype):
@@ -516,6 +637,11 @@ def _join_obs(
 
 
 def _as_obs_table(path: str, *, limit: int | None) -> pd.DataFrame:
+    if Path(path).is_dir():
+        raise InputError(
+            f"{path}: is a directory; the metadata option (--obs) takes one table file "
+            "(first column the sample id), e.g. obs.csv; a directory goes to --data"
+        )
     ext = readers.extension(path)
     if ext == ".h5ad":
         adata = readers.read_h5ad(path, limit=limit)
@@ -552,6 +678,7 @@ class _Collected:
     raw: list[tuple[str, str, object]] = field(default_factory=list)  # (name, label, df|adata)
     obs: list[tuple[str, pd.DataFrame, bool]] = field(default_factory=list)
     warn: list[str] = field(default_factory=list)
+    in_dir: set[str] = field(default_factory=set)  # labels of files found in a directory source
 
 
 def _collect_file(path: str, name: str | None, col: _Collected, limit: int | None) -> None:
@@ -563,7 +690,10 @@ def _collect_file(path: str, name: str | None, col: _Collected, limit: int | Non
             raise InputError(f"{label}: an .h5mu holds several modalities; pass it without MOD=")
         mdata = readers.read_h5mu(p, limit=limit)
         if not mdata.mod:
-            raise InputError(f"{label}: the MuData holds no modalities")
+            raise InputError(
+                f"{label}: the MuData holds no modalities; write it with at least one, e.g. "
+                "MuData({'rna': adata}).write(path), or pass an .h5ad / table instead"
+            )
         for mod, adata in mdata.mod.items():
             col.raw.append((_check_mod_name(mod, label), f"{label} (modality {mod})", adata))
         obs = mdata.obs.copy()
@@ -586,12 +716,13 @@ def _collect_dir(path: Path, col: _Collected, limit: int | None, obs_given: bool
         if ext not in readers.TABLE_EXTS + (".h5ad",):
             col.warn.append(f"{f}: skipped (not a .csv/.tsv/.parquet/.h5ad file)")
             continue
-        if readers.stem(f).lower() in OBS_STEMS:
+        if is_obs_name(f) and ext != ".h5ad":
             if obs_given:
                 col.warn.append(f"{f}: ignored; the metadata table given with obs= is used")
             else:
                 col.obs.append((str(f), readers.read_table(f, limit=limit), True))
             continue
+        col.in_dir.add(str(f))
         _collect_file(str(f), None, col, limit)
         found = True
     if not found:
@@ -624,7 +755,9 @@ def load(
 
     ``sources``: built-in dataset names (alone), ``.h5ad`` / ``.h5mu`` paths, ``MODALITY=PATH``
     for a CSV / TSV / Parquet / .h5ad matrix, a bare table path (modality = file stem), or a
-    directory of ``<modality>.<csv|tsv|parquet>`` files plus ``obs.csv`` / ``metadata.csv``.
+    directory of ``<modality>.<csv|tsv|parquet|h5ad>`` files plus a metadata table (a file
+    named obs / metadata / meta / samples / clinical / sample_info / coldata, or any name
+    containing "metadata", e.g. ``obs.csv``; see :func:`is_obs_name`).
     ``obs``: metadata table (first column the sample id) joined on sample id.
     ``kinds``: {modality: kind} overrides. ``max_file_bytes``: per-file size limit (default
     ``$OLE_MAX_FILE_MB`` MB). ``min_samples``: fewer samples is an error (to train, a dataset
@@ -671,6 +804,11 @@ def load(
 
     col = _Collected()
     for s in sources:
+        key, sep, value = s.partition("=")
+        if sep and key.strip() and not value.strip() and not os.path.exists(s):
+            raise InputError(
+                f"{s!r}: no path after '='; write MODALITY=PATH, e.g. {key.strip()}=data/rna.csv"
+            )
         if _is_named(s):
             name, _, path = s.partition("=")
             _collect_file(path.strip(), name.strip(), col, limit)
@@ -701,10 +839,22 @@ def load(
 
     inputs = []
     for name, label, obj in col.raw:
-        if isinstance(obj, pd.DataFrame):
-            inputs.append(_table_to_input(obj, name=name, label=label, override=kinds.get(name)))
-        else:
-            inputs.append(_adata_to_input(obj, name=name, label=label))
+        try:
+            if isinstance(obj, pd.DataFrame):
+                mi = _table_to_input(
+                    obj,
+                    name=name,
+                    label=label,
+                    override=kinds.get(name),
+                    in_dir=label in col.in_dir,
+                )
+            else:
+                mi = _adata_to_input(obj, name=name, label=label, override=kinds.get(name))
+        except InputError:
+            raise
+        except (ValueError, TypeError) as exc:  # backstop: a table shape nobody foresaw
+            raise _unexpected(label, name, exc) from None
+        inputs.append(mi)
     return assemble(
         inputs,
         obs=col.obs,
@@ -713,6 +863,40 @@ def load(
         min_samples=min_samples,
         warnings_=col.warn,
     )
+
+
+def _unexpected(label: str, name: str, exc: Exception) -> InputError:
+    reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+    return InputError(
+        f"{label}: could not read modality {name!r} ({type(exc).__name__}: {reason}); every "
+        "cell must be one number or label, samples in rows, first column the sample id"
+    )
+
+
+def _file_of(label: str) -> str:
+    """The file part of an input label ("data.h5mu (modality rna)" -> "data.h5mu")."""
+    return label.split(" (modality ", 1)[0]
+
+
+def _warn_disjoint_ids(adatas: Mapping[str, anndata.AnnData], warn: list[str]) -> None:
+    """Warn for every pair of modalities that shares no sample id (ids spelled differently?)."""
+    names = list(adatas)
+    for a_i, a in enumerate(names):
+        ids_a = pd.Index(adatas[a].obs_names.astype(str))
+        for b in names[a_i + 1 :]:
+            ids_b = pd.Index(adatas[b].obs_names.astype(str))
+            if not len(ids_a) or not len(ids_b) or ids_a.isin(ids_b).any():
+                continue
+            case = ids_a.str.lower().isin(ids_b.str.lower()).any()
+            hint = (
+                "they differ only in upper/lower case"
+                if case
+                else "samples are matched by id across files"
+            )
+            warn.append(
+                f"modalities {a!r} and {b!r} share no sample id (e.g. {ids_a[0]!r} in {a}, "
+                f"{ids_b[0]!r} in {b}); {hint}: spell the ids the same in every file"
+            )
 
 
 def assemble(
@@ -736,17 +920,27 @@ def assemble(
     for mi in inputs:
         if mi.name in adatas:
             raise InputError(f"modality {mi.name!r} is given twice; name each modality once")
-        adatas[mi.name] = _validate_modality(mi, kinds.get(mi.name), warn)
+        try:
+            adatas[mi.name] = _validate_modality(mi, kinds.get(mi.name), warn)
+        except InputError:
+            raise
+        except (ValueError, TypeError) as exc:  # backstop, as in load()
+            raise _unexpected(mi.label, mi.name, exc) from None
     if not adatas:
-        raise InputError("no modalities found in the data")
+        raise InputError(
+            "no modalities found in the data; pass at least one data file (--data SRC)"
+        )
+    _warn_disjoint_ids(adatas, warn)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mdata = md.MuData(adatas)
     n = mdata.n_obs
     if n < min_samples:
+        files = list(dict.fromkeys(_file_of(mi.label) for mi in inputs))
+        shown = ", ".join(files[:3]) + (", ..." if len(files) > 3 else "")
         raise InputError(
-            f"dataset {dataset!r} has only {n} samples; at least {min_samples} are needed to "
-            "split into train / validation / test sets: add samples"
+            f"{shown}: dataset {dataset!r} has only {n} samples; at least {min_samples} are "
+            "needed to split into train / validation / test sets: add samples (rows)"
         )
     frames = [("metadata", obs, False)] if isinstance(obs, pd.DataFrame) else list(obs or [])
     sample_ids = pd.Index(mdata.obs_names.astype(str), dtype=object)
@@ -880,12 +1074,14 @@ def split_samples(
 def check_condition(mdata: mudata.MuData, column: str) -> ConditionType:
     """Check that obs ``column`` can be a model condition; return its type.
 
-    Categorical columns need at least two levels ("NA" counts as a level); continuous columns
-    must be complete and not constant. Raises InputError otherwise.
+    Categorical columns need at least two levels ("NA" counts as a level, so a missing label
+    is an explicit level, never a crash); continuous columns must be complete (every value
+    finite: a missing number is not filled in silently) and not constant. Raises InputError
+    otherwise. Training calls this for every condition column before fitting.
     """
     if column not in mdata.obs.columns:
         raise InputError(
-            f"no metadata column {column!r} to condition on; available: "
+            f"condition column {column!r} is not in the sample metadata; available: "
             f"{', '.join(map(str, mdata.obs.columns)) or '(none)'}"
         )
     s = mdata.obs[column]
@@ -893,15 +1089,17 @@ def check_condition(mdata: mudata.MuData, column: str) -> ConditionType:
         levels = pd.unique(s.astype(str))
         if len(levels) < 2:
             raise InputError(
-                f"metadata column {column!r} has a single level ({levels[0]!r} if any); a "
+                f"metadata column {column!r} has a single level ({levels[0]!r}); a "
                 "condition needs at least two levels: choose another column"
             )
         return "categorical"
     v = s.to_numpy(dtype=np.float64)
-    if np.isnan(v).any():
+    bad = ~np.isfinite(v)
+    if bad.any():
         raise InputError(
-            f"metadata column {column!r} has {int(np.isnan(v).sum())} missing value(s); fill "
-            "them in (or drop those samples) before using it as a condition"
+            f"metadata column {column!r} has {int(bad.sum())} missing value(s) (first at row "
+            f"{str(mdata.obs_names[int(bad.argmax())])!r}); fill them in (or drop those "
+            "samples) before using it as a condition"
         )
     if np.nanmax(v) == np.nanmin(v):
         raise InputError(

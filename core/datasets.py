@@ -312,10 +312,10 @@ def load_pbmc68k() -> mudata.MuData:
     """
     import scipy.sparse as sp
 
-    from core.readers import read_h5ad
+    from core.readers import UNLIMITED, read_h5ad
 
     path = _scanpy_file("10x_pbmc68k_reduced.h5ad")
-    adata = read_h5ad(path)
+    adata = read_h5ad(path, limit=UNLIMITED)  # shipped with scanpy: not the user's size limit
     raw = adata.raw
     X = raw.X.toarray() if sp.issparse(raw.X) else np.asarray(raw.X)
     scaled = np.expm1(X.astype(np.float64)) * adata.obs["n_counts"].to_numpy(np.float64)[:, None]

@@ -354,7 +354,12 @@ class ProportionTransform(_StandardisedTransform):
 class ContinuousTransform(_StandardisedTransform):
     """Continuous values: optional log1p or centred log-ratio (CLR), then standardise.
 
-    Inverse of "clr" returns a composition rescaled to the training median row total.
+    "clr" is the centred log-ratio with a pseudo-count of 1: y = log1p(x) - mean(log1p(x)) per
+    row. The row total is not recoverable from y, so the inverse returns the composition whose
+    total is the training median row total T: x = exp(y + c) - 1 with
+    c = log((T + n_vars) / sum(exp(y))), so that sum(x) = T. A row that sums to T round-trips
+    exactly (rows of a closed composition, e.g. percentages, all do); tiny parts that would come
+    out negative are clipped to 0.
     """
 
     kind = "continuous"
@@ -373,7 +378,8 @@ class ContinuousTransform(_StandardisedTransform):
                 f"continuous transform {self.how!r} needs non-negative values; use 'none'"
             )
         if self.how == "clr":
-            self.median_total = float(np.nanmedian(np.nansum(X, axis=1))) or 1.0
+            total = float(np.nanmedian(np.nansum(X, axis=1))) if X.size else 0.0
+            self.median_total = total if np.isfinite(total) and total > 0 else 1.0
         return super().fit(X)  # type: ignore[return-value]
 
     def _forward(self, X: np.ndarray) -> np.ndarray:
@@ -388,8 +394,11 @@ class ContinuousTransform(_StandardisedTransform):
         if self.how == "log1p":
             return np.expm1(Y)
         if self.how == "clr":
-            e = np.expm1(np.clip(Y, -50, 50) - np.min(Y, axis=1, keepdims=True)) + 1.0
-            return e / e.sum(axis=1, keepdims=True) * self.median_total
+            # x = exp(y + c) - 1 with sum(x) = T: exp(c) = (T + n) / sum(exp(y)); shifting y by
+            # its row max first keeps exp() finite and leaves the ratio unchanged
+            e = np.exp(Y - np.max(Y, axis=1, keepdims=True))
+            scale = (self.median_total + Y.shape[1]) / e.sum(axis=1, keepdims=True)
+            return np.maximum(e * scale - 1.0, 0.0)
         return Y
 
     def state(self) -> dict:
@@ -521,7 +530,9 @@ class ConditionEncoder:
     """Encode .obs columns as a condition matrix (n_obs, n_cond), float32.
 
     Categorical (category / object / bool dtype) -> one-hot over the training levels plus "NA";
-    numeric -> standardised with the training mean / sd, missing -> 0 (the mean).
+    numeric -> standardised with the mean / sd of the finite training values; a missing or
+    infinite value -> 0 (the mean). Training refuses such values in a condition column first
+    (:func:`core.data.check_condition`); the fill is for new samples given without a value.
     """
 
     def __init__(self, columns: Sequence[str] = ()) -> None:
@@ -539,8 +550,11 @@ class ConditionEncoder:
             s = obs[col]
             if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
                 v = s.to_numpy(dtype=np.float64)
-                mean = float(np.nanmean(v)) if np.isfinite(v).any() else 0.0
-                sd = float(np.nanstd(v)) if np.isfinite(v).any() else 1.0
+                v = v[np.isfinite(v)]  # NaN and +-Inf never reach the saved (JSON) state
+                mean = float(np.mean(v)) if v.size else 0.0
+                sd = float(np.std(v)) if v.size else 1.0
+                mean = mean if np.isfinite(mean) else 0.0
+                sd = sd if np.isfinite(sd) else 1.0
                 self.specs.append(
                     {
                         "column": col,
@@ -604,8 +618,9 @@ class ConditionEncoder:
             s = obs[col]
             if spec["type"] == "continuous":
                 v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64)
-                z = (v - spec["mean"]) / spec["sd"]
-                blocks.append(np.nan_to_num(z, nan=0.0)[:, None])
+                with np.errstate(invalid="ignore"):
+                    z = (v - spec["mean"]) / spec["sd"]
+                blocks.append(np.where(np.isfinite(z), z, 0.0)[:, None])
             else:
                 labels = s.astype(str).where(s.notna(), NA_LEVEL).to_numpy()
                 index = {lv: i for i, lv in enumerate(spec["levels"])}
@@ -840,7 +855,8 @@ class Preprocessor:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.state())
+        """The state as strict JSON (raises ValueError on NaN / Infinity, which it never holds)."""
+        return json.dumps(self.state(), allow_nan=False)
 
     @classmethod
     def from_state(cls, state: Mapping) -> Preprocessor:

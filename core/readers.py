@@ -7,17 +7,25 @@ sample-id problems). What the *values* mean (kinds, NaN, Inf, ranges) is checked
 Accepted formats
 ----------------
 - ``.csv`` / ``.tsv`` / ``.txt`` (optionally ``.gz``) and ``.parquet``: samples in rows, the
-  first column is the sample id, every other column a feature (or a metadata field).
+  first column is the sample id, every other column a feature (or a metadata field). The
+  separator is sniffed from the header (comma, tab, semicolon; spaces in a .txt); ``.`` is
+  the decimal mark, except in ``;``-separated files, where ``,`` is accepted too.
 - ``.h5ad`` (AnnData) and ``.h5mu`` (MuData).
+
+Spreadsheets (.xlsx, .ods) are refused with "save it as CSV". The size limit
+(``$OLE_MAX_FILE_MB``) applies to the user's files; the built-in datasets read their shipped
+files with ``limit=UNLIMITED``.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import warnings
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from core.errors import InputError
@@ -27,6 +35,30 @@ H5_EXTS = (".h5ad", ".h5mu")
 ALL_EXTS = TABLE_EXTS + H5_EXTS
 DEFAULT_MAX_FILE_MB = 2048.0
 MAX_FILE_ENV = "OLE_MAX_FILE_MB"
+# files the product ships (scanpy's pbmc68k, assets/) are read with this limit: the user's
+# $OLE_MAX_FILE_MB guards *their* inputs, not ours
+UNLIMITED = 2**62
+SPREADSHEET_EXTS = (".xlsx", ".xls", ".xlsm", ".ods", ".numbers")
+MAX_ECHO = 60  # cell values echoed in messages are cut to this many characters
+# a number written with a decimal comma ("-0,927", "1,5e-3", ",5"); no thousands separators
+_DECIMAL_COMMA = re.compile(r"\s*[+-]?(\d+,\d*|,\d+)([eE][+-]?\d+)?\s*")
+
+
+def echo(value: object) -> str:
+    """A cell value for a message: ``repr(str(value))``, cut to about MAX_ECHO characters."""
+    text = str(value)
+    if len(text) > MAX_ECHO:
+        text = text[: MAX_ECHO - 3] + "..."
+    return repr(text)
+
+
+def format_size(n_bytes: float) -> str:
+    """A file size in words with enough precision for tiny limits: "2.0 MB", "9.8 KB", "12 bytes"."""
+    if n_bytes >= 2**20:
+        return f"{n_bytes / 2**20:.1f} MB"
+    if n_bytes >= 1024:
+        return f"{n_bytes / 1024:.1f} KB"
+    return f"{int(n_bytes)} bytes"
 
 
 def max_file_bytes(value: int | None = None) -> int:
@@ -76,6 +108,11 @@ def check_file(path: str | os.PathLike, *, limit: int | None = None) -> Path:
     if p.is_dir():
         raise InputError(f"{p}: is a directory, not a file; pass the directory as a source itself")
     ext = extension(p)
+    if ext in SPREADSHEET_EXTS:
+        raise InputError(
+            f"{p}: unknown extension {ext!r} (a spreadsheet); save it as CSV (samples in rows, "
+            "first column the sample id) and pass the .csv file"
+        )
     if ext not in ALL_EXTS:
         raise InputError(
             f"{p}: unknown extension {ext or '(none)'!r}; use one of "
@@ -87,8 +124,8 @@ def check_file(path: str | os.PathLike, *, limit: int | None = None) -> Path:
     cap = max_file_bytes(limit)
     if size > cap:
         raise InputError(
-            f"{p}: file is {size / 2**20:.1f} MB, above the limit of {cap / 2**20:.1f} MB; "
-            f"raise {MAX_FILE_ENV} or subset the data"
+            f"{p}: file is {format_size(size)}, above the limit of {format_size(cap)}; "
+            f"raise {MAX_FILE_ENV} (in MB) or subset the data"
         )
     return p
 
@@ -105,16 +142,22 @@ def _first_line(path: Path) -> str:
 
 
 def _separator(path: Path, ext: str) -> str:
-    if ext in (".tsv", ".txt"):
-        return "\t"
-    # .csv: trust commas unless the header has none but has tabs / semicolons.
-    line = _first_line(path)
-    if "," not in line:
-        if "\t" in line:
-            return "\t"
-        if ";" in line:
-            return ";"
-    return ","
+    """The field separator, sniffed from the header line.
+
+    The extension's usual separator wins when the header holds it (``,`` for .csv, a tab for
+    .tsv / .txt); otherwise the first of tab, comma and semicolon the header holds; a .txt
+    header with none of them but spaces is whitespace-separated.
+    """
+    line = _first_line(path).rstrip("\r\n")
+    preferred = "," if ext == ".csv" else "\t"
+    if preferred in line:
+        return preferred
+    for sep in ("\t", ",", ";"):
+        if sep in line:
+            return sep
+    if ext == ".txt" and " " in line.strip():
+        return r"\s+"
+    return preferred
 
 
 def _check_ids_and_columns(df: pd.DataFrame, header: list[str], p: Path) -> pd.DataFrame:
@@ -166,7 +209,9 @@ def read_table(path: str | os.PathLike, *, limit: int | None = None) -> pd.DataF
 
     Returns a DataFrame of shape (n_samples, n_columns) with the columns as read (numeric or
     object dtype). Raises InputError for an empty file, a file that is not a table, duplicate
-    sample ids or duplicate / empty column names.
+    sample ids or duplicate / empty column names, a multi-level Parquet index or header, cells
+    holding lists / arrays, and decimal-comma numbers ("-0,927"), except in ';'-separated
+    files, which are read again with ',' as the decimal mark.
     """
     p = check_file(path, limit=limit)
     ext = extension(p)
@@ -181,6 +226,7 @@ def read_table(path: str | os.PathLike, *, limit: int | None = None) -> pd.DataF
                 f"{p}: not a readable Parquet table ({type(exc).__name__}: {reason}); "
                 "re-export it with pandas.DataFrame.to_parquet"
             ) from None
+        _check_parquet_structure(df, p)
         if isinstance(df.index, pd.RangeIndex):
             if df.shape[1] == 0:
                 raise InputError(f"{p}: the table has no columns; export samples in rows")
@@ -188,13 +234,37 @@ def read_table(path: str | os.PathLike, *, limit: int | None = None) -> pd.DataF
             df = df.set_index(df.columns[0])
         else:
             header = [str(df.index.name or "id")] + [str(c) for c in df.columns]
-        return _check_ids_and_columns(df, header, p)
+        df = _check_ids_and_columns(df, header, p)
+        _check_cells_scalar(df, p)
+        return df
 
     sep = _separator(p, ext)
+    df, header = _read_text_table(p, sep)
+    df = _check_ids_and_columns(df, header, p)
+    cell = _decimal_comma_cell(df)
+    if cell is not None and sep == ";":
+        # a European-locale export: ';' between fields, ',' as the decimal mark
+        df, header = _read_text_table(p, sep, decimal=",")
+        df = _check_ids_and_columns(df, header, p)
+        cell = _decimal_comma_cell(df)
+    if cell is not None:
+        i, j = cell
+        raise InputError(
+            f"{p}: decimal commas at row {df.index[i]!r}, column {df.columns[j]!r} "
+            f"({echo(df.iat[i, j])}); export with '.' as the decimal mark (or with ';' "
+            "between fields)"
+        )
+    return df
+
+
+def _read_text_table(p: Path, sep: str, *, decimal: str = ".") -> tuple[pd.DataFrame, list[str]]:
+    """(table indexed by the first column, header fields) of a CSV / TSV file."""
     try:
         head = pd.read_csv(p, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
         header = [str(x) for x in head.iloc[0].tolist()] if len(head) else []
-        df = pd.read_csv(p, sep=sep, index_col=0, low_memory=False, converters={0: str})
+        df = pd.read_csv(
+            p, sep=sep, index_col=0, low_memory=False, converters={0: str}, decimal=decimal
+        )
     except pd.errors.EmptyDataError:
         raise InputError(f"{p}: the file is empty (no header row); export the data again") from None
     except UnicodeDecodeError:
@@ -209,8 +279,9 @@ def read_table(path: str | os.PathLike, *, limit: int | None = None) -> pd.DataF
             "fields as the header"
         ) from None
     except (OSError, EOFError, ValueError, zlib.error) as exc:  # e.g. a corrupt .gz
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
         raise InputError(
-            f"{p}: could not read the table ({type(exc).__name__}: {exc}); re-export it"
+            f"{p}: could not read the table ({type(exc).__name__}: {reason}); re-export it"
         ) from None
     text = "".join(header)
     if "\x00" in text:
@@ -221,7 +292,59 @@ def read_table(path: str | os.PathLike, *, limit: int | None = None) -> pd.DataF
             f"{p}: header has {len(header)} fields but rows have {df.shape[1] + 1}; "
             "every row needs the same number of fields as the header"
         )
-    return _check_ids_and_columns(df, header, p)
+    return df, header
+
+
+def _check_parquet_structure(df: pd.DataFrame, p: Path) -> None:
+    """Refuse multi-level row indexes and column headers (one sample id, one name per column)."""
+    if isinstance(df.index, pd.MultiIndex):
+        first = echo("/".join(map(str, df.index[0]))) if len(df) else "(empty)"
+        raise InputError(
+            f"{p}: the table has a {df.index.nlevels}-level row index (first row {first}); "
+            "save it with one sample-id column, e.g. "
+            "df.index = ['_'.join(map(str, t)) for t in df.index]"
+        )
+    if isinstance(df.columns, pd.MultiIndex):
+        raise InputError(
+            f"{p}: the table has a {df.columns.nlevels}-level column header (e.g. "
+            f"{echo(df.columns[0])}); flatten it, e.g. "
+            "df.columns = ['_'.join(map(str, c)) for c in df.columns]"
+        )
+
+
+def _check_cells_scalar(df: pd.DataFrame, p: Path) -> None:
+    """Every cell of an object column must be one value (not a list, array or dict)."""
+    for j, col in enumerate(df.columns):
+        s = df.iloc[:, j]
+        if s.dtype != object:
+            continue
+        bad = np.fromiter((not pd.api.types.is_scalar(x) for x in s), dtype=bool, count=len(s))
+        if bad.any():
+            i = int(bad.argmax())
+            raise InputError(
+                f"{p}: column {col!r} holds lists or other non-scalar values (row "
+                f"{df.index[i]!r}: {echo(s.iat[i])}); every cell must be one number or label: "
+                "expand it into one column per element, or drop it"
+            )
+
+
+def _decimal_comma_cell(df: pd.DataFrame) -> tuple[int, int] | None:
+    """(row, col) of the first decimal-comma number ("-0,927") in a text column where such
+    numbers make up at least half of the non-missing cells (the rest integers or anything), or
+    None."""
+    for j in range(df.shape[1]):
+        s = df.iloc[:, j]
+        if s.dtype != object:
+            continue
+        present = s.notna().to_numpy()
+        if not present.any():
+            continue
+        text = s[present].astype(str)
+        comma = text.str.fullmatch(_DECIMAL_COMMA).to_numpy()
+        if comma.sum() and comma.sum() >= 0.5 * present.sum():
+            first = np.flatnonzero(present)[int(comma.argmax())]
+            return int(first), j
+    return None
 
 
 def _h5_error(p: Path, exc: Exception, what: str) -> InputError:

@@ -692,6 +692,7 @@ def _train(
 ) -> Run:
     import torch
 
+    from core.data import check_condition
     from core.models import build_model, specs_from_preprocessor
     from core.preprocess import Preprocessor, feature_hash
 
@@ -732,6 +733,8 @@ def _train(
         seed=dcfg.split_seed,
     )
     train_mask = split == "train"
+    for column in dcfg.conditions:  # one level, missing numbers: a clear error, not a silent fill
+        check_condition(mdata, column)
     pre = Preprocessor.fit(
         mdata, train=train_mask, conditions=dcfg.conditions, config=dcfg.preprocess, modalities=mods
     )

@@ -60,8 +60,14 @@ def c_header_only(tmp):
 
 
 def c_unknown_ext(tmp):
-    p = tmp / "rna.xlsx"
+    p = tmp / "rna.dat"
     p.write_text("sample,G1\nS1,1\n")
+    return [str(p)], {}
+
+
+def c_spreadsheet(tmp):
+    p = tmp / "rna.xlsx"
+    p.write_bytes(b"PK\x03\x04 not really a workbook")
     return [str(p)], {}
 
 
@@ -256,12 +262,128 @@ def c_corrupt_gzip(tmp):
     return [str(p)], {}
 
 
+# --- audit 2: table shapes the readers must refuse with a message, not a traceback ---------
+def c_parquet_multiindex(tmp):
+    df = table()
+    df.index = pd.MultiIndex.from_arrays([df.index, ["a", "b"] * 6], names=["sample", "lane"])
+    df.to_parquet(tmp / "prot.parquet")
+    return [str(tmp / "prot.parquet")], {}
+
+
+def c_parquet_multi_header(tmp):
+    df = table()
+    df.columns = pd.MultiIndex.from_tuples([("x", "1"), ("x", "2"), ("y", "1"), ("y", "2")])
+    df.to_parquet(tmp / "prot.parquet")
+    return [str(tmp / "prot.parquet")], {}
+
+
+def c_parquet_list_column(tmp):
+    df = table()
+    df["peaks"] = [[1, 2]] * len(df)
+    df.to_parquet(tmp / "prot.parquet")
+    return [str(tmp / "prot.parquet")], {}
+
+
+def c_parquet_datetime_column(tmp):
+    df = table()
+    df["collected"] = pd.date_range("2024-01-01", periods=len(df))
+    df.to_parquet(tmp / "prot.parquet")
+    return [str(tmp / "prot.parquet")], {}
+
+
+def c_parquet_timedelta_column(tmp):
+    df = table()
+    df["elapsed"] = pd.to_timedelta(np.arange(len(df)), unit="h")
+    df.to_parquet(tmp / "prot.parquet")
+    return [str(tmp / "prot.parquet")], {}
+
+
+def c_decimal_comma_quoted(tmp):
+    p = tmp / "prot.csv"
+    rows = ["sample,F1,F2"] + [f'S{i:02d},"{i},5",{i}.25' for i in range(12)]
+    p.write_text("\n".join(rows) + "\n")
+    return [str(p)], {}
+
+
+def c_decimal_comma_tsv(tmp):
+    p = tmp / "prot.tsv"
+    rows = ["sample\tF1\tF2"] + [f"S{i:02d}\t-0,{i + 1}27\t{i}" for i in range(12)]
+    p.write_text("\n".join(rows) + "\n")
+    return [str(p)], {}
+
+
+def c_decimal_comma_in_metadata(tmp):
+    meta = pd.DataFrame({"age": [f"{30 + i},5" for i in range(12)]}, index=table().index)
+    meta.to_csv(tmp / "obs.csv", index_label="sample")
+    return [str(write(tmp / "rna.csv", table()))], {"obs": str(tmp / "obs.csv")}
+
+
+def c_h5ad_no_samples(tmp):
+    import anndata as ad
+
+    a = ad.AnnData(np.zeros((0, 4), dtype=np.float32))
+    a.var_names = ["F1", "F2", "F3", "F4"]
+    a.write_h5ad(tmp / "rna.h5ad")
+    return [str(tmp / "rna.h5ad")], {}
+
+
+def c_h5mu_no_modalities(tmp):
+    import warnings
+
+    import mudata as md
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # mudata's FutureWarning
+        md.MuData({}).write(tmp / "data.h5mu")
+    return [str(tmp / "data.h5mu")], {}
+
+
+def c_h5ad_bad_uns_kind(tmp):
+    import anndata as ad
+
+    a = ad.AnnData(np.abs(table().to_numpy(np.float32)))
+    a.uns["kind"] = "gaussian"
+    a.write_h5ad(tmp / "rna.h5ad")
+    return [str(tmp / "rna.h5ad")], {}
+
+
+def c_empty_path_after_equals(tmp):
+    return ["rna="], {}
+
+
+def c_obs_is_a_directory(tmp):
+    (tmp / "meta").mkdir()
+    return [str(write(tmp / "rna.csv", table()))], {"obs": str(tmp / "meta")}
+
+
+def c_long_cell(tmp):
+    return [str(lines_with(tmp / "rna.csv", table(), 2, 1, "x" * 5000))], {}
+
+
+def c_mixed_text_real_in_directory(tmp):
+    d = tmp / "data"
+    d.mkdir()
+    write(d / "rna.csv", table())
+    meta = pd.DataFrame({"tissue": ["a", "b"] * 6, "age": np.linspace(20, 70, 12)})
+    meta.index = table().index
+    meta.to_csv(d / "sample_annotation.csv", index_label="sample")
+    return [str(d)], {}
+
+
 CASES = [
     (c_fake_parquet, r"prot\.parquet: not a readable Parquet table .*re-export it"),
     (c_corrupt_gzip, r"rna\.csv\.gz: could not read the table .*re-export it"),
     (c_empty, r"rna\.csv: the file is empty"),
-    (c_header_only, r"rna\.csv: modality 'rna' has a header but no samples"),
-    (c_unknown_ext, r"rna\.xlsx: unknown extension '\.xlsx'; use one of \.csv"),
+    (
+        c_header_only,
+        r"rna\.csv: modality 'rna' has a header but no samples \(rows\); add one row per "
+        r"sample below the header",
+    ),
+    (c_unknown_ext, r"rna\.dat: unknown extension '\.dat'; use one of \.csv"),
+    (
+        c_spreadsheet,
+        r"rna\.xlsx: unknown extension '\.xlsx' \(a spreadsheet\); save it as CSV",
+    ),
     (c_binary, r"rna\.csv: not a text table"),
     (c_ragged, r"rna\.csv: not a well-formed table .*line 6"),
     (
@@ -320,8 +442,12 @@ CASES = [
     ),
     (c_no_features, r"rna\.csv: modality 'rna' has no feature columns"),
     (c_all_constant, r"prot\.csv: all 4 features of modality 'prot' are constant"),
-    (c_too_few, r"dataset 'rna' has only 5 samples; at least 10 are needed"),
-    (c_too_large, r"rna\.csv: file is 0\.0 MB, above the limit of 0\.0 MB; raise OLE_MAX_FILE_MB"),
+    (c_too_few, r"/rna\.csv: dataset 'rna' has only 5 samples; at least 10 are needed.*add"),
+    (
+        c_too_large,
+        r"rna\.csv: file is [0-9]+\.[0-9] KB, above the limit of 1000 bytes; raise "
+        r"OLE_MAX_FILE_MB",
+    ),
     (c_empty_id, r"rna\.csv: row 4 has no sample id in the first column"),
     (c_same_modality_twice, r"modality 'rna' is given twice"),
     (
@@ -336,6 +462,54 @@ CASES = [
         r"clin\.csv: modality 'clin' mixes text columns \('genotype'\) with "
         r"real-valued numeric columns",
     ),
+    (
+        c_parquet_multiindex,
+        r"prot\.parquet: the table has a 2-level row index \(first row 'S01/a'\); save it "
+        r"with one sample-id column",
+    ),
+    (c_parquet_multi_header, r"prot\.parquet: the table has a 2-level column header .*flatten"),
+    (
+        c_parquet_list_column,
+        r"prot\.parquet: column 'peaks' holds lists or other non-scalar values "
+        r"\(row 'S01': .*\); every cell must be one number or label",
+    ),
+    (
+        c_parquet_datetime_column,
+        r"prot\.parquet: column 'collected' of modality 'prot' holds dates or times "
+        r"\(datetime64\[(ns|us|ms)\]\); .*move it to the metadata table",
+    ),
+    (c_parquet_timedelta_column, r"column 'elapsed' of modality 'prot' holds dates or times"),
+    (
+        c_decimal_comma_quoted,
+        r"prot\.csv: decimal commas at row 'S00', column 'F1' \('0,5'\); export with '\.' "
+        r"as the decimal mark",
+    ),
+    (c_decimal_comma_tsv, r"prot\.tsv: decimal commas at row 'S00', column 'F1' \('-0,127'\)"),
+    (c_decimal_comma_in_metadata, r"obs\.csv: decimal commas at row 'S01', column 'age'"),
+    (
+        c_h5ad_no_samples,
+        r"rna\.h5ad: modality 'rna' has no samples \(0 rows\); export it again with its samples",
+    ),
+    (
+        c_h5mu_no_modalities,
+        r"data\.h5mu: the MuData holds no modalities; write it with at least one",
+    ),
+    (
+        c_h5ad_bad_uns_kind,
+        r"rna\.h5ad: uns\['kind'\] is 'gaussian', not one of counts, proportion, continuous, "
+        r"categorical; fix it",
+    ),
+    (c_empty_path_after_equals, r"'rna=': no path after '='; write MODALITY=PATH"),
+    (
+        c_obs_is_a_directory,
+        r"meta: is a directory; the metadata option \(--obs\) takes one table file",
+    ),
+    (c_long_cell, r"non-numeric value 'x{57}\.\.\.' at row 'S03', column 'F2'"),
+    (
+        c_mixed_text_real_in_directory,
+        r"sample_annotation\.csv: modality 'sample_annotation' mixes text columns "
+        r"\('tissue'\) .*; if this is the sample metadata, name it obs\.csv or pass it with --obs",
+    ),
 ]
 
 
@@ -349,6 +523,24 @@ def test_bad_input_message(tmp_path, build, message):
     assert len(text) < 400
 
 
+@pytest.mark.parametrize("stage", ["_table_to_input", "_validate_modality"])
+def test_unexpected_value_error_becomes_input_error_naming_the_file(tmp_path, monkeypatch, stage):
+    import core.data
+
+    def boom(*args, **kwargs):
+        raise ValueError("setting an array element with a sequence.\nmore detail")
+
+    monkeypatch.setattr(core.data, stage, boom)
+    path = write(tmp_path / "rna.csv", table())
+    with pytest.raises(
+        InputError,
+        match=r"rna\.csv: could not read modality 'rna' \(ValueError: setting an array element "
+        r"with a sequence\.\); every cell must be one number or label",
+    ) as info:
+        load([str(path)])
+    assert "\n" not in str(info.value)
+
+
 def test_missing_file_is_file_not_found(tmp_path):
     with pytest.raises((FileNotFoundError, InputError), match="nowhere"):
         load([str(tmp_path / "nowhere.csv")])
@@ -359,7 +551,7 @@ def test_missing_file_is_file_not_found(tmp_path):
 def test_size_limit_from_environment(tmp_path, monkeypatch):
     path = write(tmp_path / "rna.csv", table(n=200, p=50))
     monkeypatch.setenv("OLE_MAX_FILE_MB", "0.01")
-    with pytest.raises(InputError, match=r"above the limit of 0\.0 MB; raise OLE_MAX_FILE_MB"):
+    with pytest.raises(InputError, match=r"above the limit of 10\.2 KB; raise OLE_MAX_FILE_MB"):
         load([str(path)])
     monkeypatch.setenv("OLE_MAX_FILE_MB", "lots")
     with pytest.raises(InputError, match=r"OLE_MAX_FILE_MB='lots' is not a number"):
@@ -388,7 +580,10 @@ def test_condition_with_missing_values_gets_na_level(tmp_path):
     assert list(tissue.cat.categories) == ["liver", "lung", "NA"]
     assert (tissue == "NA").sum() == 4
     assert check_condition(mdata, "tissue") == "categorical"
-    with pytest.raises(InputError, match=r"metadata column 'age' has 1 missing value\(s\); fill"):
+    with pytest.raises(
+        InputError,
+        match=r"metadata column 'age' has 1 missing value\(s\) \(first at row 'S12'\); fill",
+    ):
         check_condition(mdata, "age")
     assert any("metadata column 'age' has 1 missing value(s)" in w for w in mdata.uns["warnings"])
 
@@ -402,7 +597,10 @@ def test_condition_with_one_level_warns_and_is_refused(tmp_path):
         check_condition(mdata, "batch")
     with pytest.raises(InputError, match=r"metadata column 'dose' is constant"):
         check_condition(mdata, "dose")
-    with pytest.raises(InputError, match=r"no metadata column 'tissue' to condition on"):
+    with pytest.raises(
+        InputError,
+        match=r"condition column 'tissue' is not in the sample metadata; available: batch, dose",
+    ):
         check_condition(mdata, "tissue")
 
 
@@ -459,8 +657,22 @@ def run_cli(*args, env=None):
         (c_truncated_h5ad, [], None, "truncated or corrupt AnnData"),
         (c_too_large, [], {"OLE_MAX_FILE_MB": "0.0001"}, "above the limit"),
         (c_negative_counts, ["--kind", "rna=counts"], None, "negative value -1"),
+        (c_parquet_list_column, [], None, "column 'peaks' holds lists"),
+        (c_parquet_multiindex, [], None, "2-level row index"),
+        (c_decimal_comma_quoted, [], None, "decimal commas at row 'S00', column 'F1'"),
+        (c_empty_path_after_equals, [], None, "no path after '='"),
     ],
-    ids=["empty", "non_numeric", "truncated_h5ad", "too_large", "negative_counts"],
+    ids=[
+        "empty",
+        "non_numeric",
+        "truncated_h5ad",
+        "too_large",
+        "negative_counts",
+        "list_column",
+        "multiindex",
+        "decimal_comma",
+        "empty_path",
+    ],
 )
 def test_cli_validate_bad_input_exits_2(tmp_path, build, extra, env, message):
     sources, _ = build(tmp_path)

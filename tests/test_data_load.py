@@ -312,3 +312,141 @@ def test_mostly_text_column_with_a_number_is_labels(tmp_path):
         load([str(tmp_path / "m.csv")])
     m = load([str(tmp_path / "m.csv")], kinds={"m": "categorical"})
     assert "oops" in m.mod["m"].uns["categories"]["x"]
+
+
+# ------------------------------------------------------------------------------------------
+# audit 2: separators, decimal marks, overrides on stored categoricals, id mismatches
+# ------------------------------------------------------------------------------------------
+def reals(n: int = 30, p: int = 4, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        rng.normal(size=(n, p)),
+        index=[f"S{i}" for i in range(n)],
+        columns=[f"g{j}" for j in range(p)],
+    )
+
+
+def test_semicolon_csv_with_decimal_commas_is_read_as_numbers(tmp_path):
+    df = reals()
+    df.to_csv(tmp_path / "prot.csv", sep=";", decimal=",", index_label="id")
+    mdata = load([str(tmp_path / "prot.csv")])
+    adata = mdata.mod["prot"]
+    assert adata.uns["kind"] == "continuous"
+    np.testing.assert_allclose(adata.X, df.to_numpy(np.float32), rtol=1e-6)
+    # quoted "1,5" cells in a ';' file too
+    rows = ["id;a;b"] + [f'S{i};"{i},5";{i}' for i in range(12)]
+    (tmp_path / "q.csv").write_text("\n".join(rows) + "\n")
+    q = load([str(tmp_path / "q.csv")]).mod["q"]
+    assert q.uns["kind"] == "continuous"
+    np.testing.assert_allclose(q.X[:3, 0], [0.5, 1.5, 2.5])
+
+
+@pytest.mark.parametrize(
+    ("name", "sep"), [("rna.tsv", ","), ("rna.txt", ","), ("rna.txt", " "), ("rna.tsv", ";")]
+)
+def test_tsv_and_txt_separators_are_sniffed(tmp_path, name, sep):
+    df = reals()
+    text = df.to_csv(sep=sep, index_label="id")
+    (tmp_path / name).write_text(text)
+    adata = load([str(tmp_path / name)]).mod["rna"]
+    assert adata.n_vars == 4
+    np.testing.assert_allclose(adata.X, df.to_numpy(np.float32), rtol=1e-6)
+
+
+def test_text_feature_with_a_level_per_sample_warns(tmp_path):
+    df = reals(p=2).astype(object)
+    df["g0"] = [f"{i}.5 mg" for i in range(30)]  # numbers with units: they do not parse
+    df["g1"] = ["wt", "ko"] * 15
+    df.to_csv(tmp_path / "clin.csv", index_label="id")
+    mdata = load([str(tmp_path / "clin.csv")])
+    assert mdata.mod["clin"].uns["kind"] == "categorical"
+    warned = [w for w in mdata.uns["warnings"] if "text feature" in w]
+    assert len(warned) == 1
+    assert "clin: text feature 'g0' has 30 distinct values for 30 samples" in warned[0]
+    assert "decimal mark" in warned[0]
+    # declared categorical: the labels are meant, no warning
+    again = load([str(tmp_path / "clin.csv")], kinds={"clin": "categorical"})
+    assert not [w for w in again.uns["warnings"] if "text feature" in w]
+
+
+@pytest.mark.parametrize("kind", ["counts", "continuous"])
+def test_numeric_kind_override_on_stored_categorical_with_numeric_labels(small, tmp_path, kind):
+    path = tmp_path / "small.h5mu"
+    small.write(path)  # drug: uns kind "categorical", labels "0" / "1"
+    mdata = load([str(path)], kinds={"drug": kind})
+    adata = mdata.mod["drug"]
+    assert adata.uns["kind"] == kind
+    assert "categories" not in adata.uns
+    np.testing.assert_array_equal(adata.X, small.mod["drug"].X)
+    # text labels cannot become numbers: the message names the value
+    labelled = ad.AnnData(np.array([[0], [1], [2]] * 4, dtype=np.float32))
+    labelled.obs_names = [f"S{i}" for i in range(12)]
+    labelled.var_names = ["dose"]
+    labelled.uns["kind"] = "categorical"
+    labelled.uns["categories"] = {"dose": ["low", "mid", "high"]}
+    labelled.write_h5ad(tmp_path / "dose.h5ad")
+    with pytest.raises(InputError, match=rf"non-numeric value 'low' .* declared {kind}"):
+        load([str(tmp_path / "dose.h5ad")], kinds={"dose": kind})
+
+
+def test_modalities_with_no_shared_sample_id_warn(tmp_path):
+    a = reals()
+    b = reals(seed=1)
+    b.index = [i.lower() for i in b.index]
+    a.to_csv(tmp_path / "rna.csv", index_label="id")
+    b.to_csv(tmp_path / "prot.csv", index_label="id")
+    mdata = load([str(tmp_path / "rna.csv"), str(tmp_path / "prot.csv")])
+    warned = [w for w in mdata.uns["warnings"] if "share no sample id" in w]
+    assert warned == [
+        "modalities 'rna' and 'prot' share no sample id (e.g. 'S0' in rna, 's0' in prot); "
+        "they differ only in upper/lower case: spell the ids the same in every file"
+    ]
+    # partly overlapping (unpaired samples): no warning
+    b.index = list(a.index[:10]) + list(b.index[10:])
+    b.to_csv(tmp_path / "prot.csv", index_label="id")
+    again = load([str(tmp_path / "rna.csv"), str(tmp_path / "prot.csv")])
+    assert not [w for w in again.uns["warnings"] if "share no sample id" in w]
+
+
+@pytest.mark.parametrize(
+    "meta_name",
+    ["meta.csv", "samples.tsv", "clinical.csv", "sample_metadata.csv", "Metadata.parquet"],
+)
+def test_directory_recognises_common_metadata_names(tmp_path, meta_name):
+    d = tmp_path / "data"
+    d.mkdir()
+    reals().to_csv(d / "rna.csv", index_label="id")
+    meta = pd.DataFrame(
+        {"tissue": ["liver", "lung"] * 15, "age": np.linspace(20, 70, 30)}, index=reals().index
+    )
+    target = d / meta_name
+    if target.suffix == ".parquet":
+        meta.to_parquet(target)
+    else:
+        meta.to_csv(target, sep="\t" if target.suffix == ".tsv" else ",", index_label="id")
+    mdata = load([str(d)])
+    assert list(mdata.mod) == ["rna"]
+    assert list(mdata.obs.columns) == ["tissue", "age"]
+    assert mdata.obs["age"].dtype == np.float64
+
+
+def test_metadata_dates_become_labels_not_nanoseconds(tmp_path):
+    reals().to_csv(tmp_path / "rna.csv", index_label="id")
+    meta = pd.DataFrame(
+        {"visit": pd.to_datetime(["2024-01-01", "2024-02-01"] * 15)}, index=reals().index
+    )
+    meta.to_parquet(tmp_path / "obs.parquet")
+    mdata = load([str(tmp_path / "rna.csv")], obs=str(tmp_path / "obs.parquet"))
+    visit = mdata.obs["visit"]
+    assert isinstance(visit.dtype, pd.CategoricalDtype)
+    assert list(visit.cat.categories) == ["2024-01-01", "2024-02-01"]
+
+
+def test_data_help_says_a_directory_works():
+    from core.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    text = " ".join(sub.choices["validate"].format_help().split())
+    assert "a directory with one file per modality named <modality>.<csv|tsv|parquet>" in text
+    assert "plus obs.csv" in text

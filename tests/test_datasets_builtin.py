@@ -224,3 +224,18 @@ def test_cli_datasets_json():
     pbmc = payload["datasets"][1]
     assert pbmc["modalities"][0]["n_vars"] == 765 and pbmc["n_obs"] == 700
     assert "pbmc68k" in res.stdout and "nutrimouse" in res.stdout
+
+
+def test_builtin_datasets_ignore_the_user_file_size_limit(monkeypatch, tmp_path):
+    """OLE_MAX_FILE_MB guards the user's files, not the files the product ships."""
+    from core.datasets import load_pbmc68k
+
+    monkeypatch.setenv("OLE_MAX_FILE_MB", "1")  # scanpy's pbmc68k file is larger than 1 MB
+    assert load_pbmc68k().mod["rna"].shape == (700, 765)
+    big = tmp_path / "rna.csv"
+    values = np.random.default_rng(0).normal(size=(2000, 60))
+    pd.DataFrame(values, index=[f"s{i}" for i in range(2000)]).to_csv(big)  # ~2.3 MB
+    with pytest.raises(
+        InputError, match=r"rna\.csv: file is [0-9.]+ MB, above the limit of 1\.0 MB"
+    ):
+        load([str(big)])

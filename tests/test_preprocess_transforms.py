@@ -104,12 +104,26 @@ def test_continuous_inverse(how):
     enc = t.transform(X)
     np.testing.assert_allclose(enc.x.std(axis=0), 1, atol=1e-5)
     back = roundtrip(t).inverse_transform(enc.target)
-    if how == "clr":  # a composition: same proportions, rescaled
-        np.testing.assert_allclose(
-            back / back.sum(1, keepdims=True), (X + 1) / (X + 1).sum(1, keepdims=True), rtol=1e-4
-        )
+    if how == "clr":  # rows rescaled to the training median total T: x + 1 scaled, sum = T
+        total, p = np.median(X.sum(1)), X.shape[1]
+        expected = (X + 1) * ((total + p) / (X.sum(1, keepdims=True) + p)) - 1
+        np.testing.assert_allclose(back, np.maximum(expected, 0), rtol=1e-4, atol=1e-4)
     else:
         np.testing.assert_allclose(back, X, rtol=1e-4, atol=1e-4)
+
+
+def test_clr_inverse_round_trips_a_composition():
+    rng = np.random.default_rng(4)
+    X = rng.dirichlet(np.full(6, 0.8), size=80) * 100  # percentages: every row sums to 100
+    t = ContinuousTransform(list("abcdef"), how="clr").fit(X)
+    assert t.median_total == pytest.approx(100.0)
+    enc = t.transform(X)
+    back = roundtrip(t).inverse_transform(enc.target)
+    np.testing.assert_allclose(back, X, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(back.sum(1), 100.0, rtol=1e-5)
+    # a decoder mean far from the data still maps to a non-negative composition of total 100
+    wild = roundtrip(t).inverse_transform(rng.normal(0, 5, size=(10, 6)))
+    assert (wild >= 0).all() and np.isfinite(wild).all()
 
 
 def test_continuous_log_rejects_negative_values():
