@@ -26,13 +26,54 @@ _LAYOUT = {"template": "plotly_white", "margin": {"l": 10, "r": 10, "t": 40, "b"
 LAYOUT = _LAYOUT  # shared look for figures built elsewhere: fig.update_layout(**plots.LAYOUT)
 
 
+NA_LEVELS = ("NA", "nan")
+
+
+def category_levels(labels) -> list[str]:
+    """Display order of categorical levels, the same on every page: a pandas Categorical's own
+    category order (levels present only), else natural sort; missing ("NA") last."""
+    text = pd.Series(np.asarray(labels, dtype=object)).astype(str)
+    present = set(text)
+    if isinstance(labels, pd.Series) and isinstance(labels.dtype, pd.CategoricalDtype):
+        levels = [str(c) for c in labels.cat.categories if str(c) in present]
+        levels += sorted(present - set(levels), key=_natural_key)
+    else:
+        levels = sorted(present, key=_natural_key)
+    return [lv for lv in levels if lv not in NA_LEVELS] + [lv for lv in levels if lv in NA_LEVELS]
+
+
+def level_colors(levels: Sequence[str]) -> dict[str, str]:
+    """A colour per level (in :func:`category_levels` order): the palette in turn, NA grey."""
+    out, i = {}, 0
+    for lv in levels:
+        if lv in NA_LEVELS:
+            out[lv] = NA_COLOR
+        else:
+            out[lv] = PALETTE[i % len(PALETTE)]
+            i += 1
+    return out
+
+
+def _hover_text(values: pd.Series) -> np.ndarray:
+    """Metadata values as hover text: whole numbers without ".0", others to 4 significant
+    digits, missing as "NA"."""
+    if pd.api.types.is_float_dtype(values):
+        v = values.to_numpy(dtype=float)
+        ok = np.isfinite(v)
+        whole = ok.any() and np.all(v[ok] == np.round(v[ok])) and np.abs(v[ok]).max() < 1e15
+        text = np.array(["NA"] * len(v), dtype=object)
+        text[ok] = [f"{x:.0f}" if whole else f"{x:.4g}" for x in v[ok]]
+        return text
+    return values.astype(str).to_numpy()
+
+
 def _hover(hover: pd.DataFrame | None, idx: np.ndarray) -> tuple[np.ndarray | None, str]:
     """customdata (len(idx), 1 + n_cols) + hovertemplate: sample id, then metadata columns."""
     if hover is None:
         return None, "%{x:.3g}, %{y:.3g}<extra></extra>"
     frame = hover.iloc[idx, :12]
     columns = [frame.index.astype(str).to_numpy()]
-    columns += [frame[c].astype(str).to_numpy() for c in frame.columns]
+    columns += [_hover_text(frame[c]) for c in frame.columns]
     data = np.column_stack(columns).astype(object)
     lines = ["<b>%{customdata[0]}</b>"]
     lines += [f"{c}: %{{customdata[{i + 1}]}}" for i, c in enumerate(frame.columns)]
@@ -100,13 +141,11 @@ def embedding_scatter(
         )
     elif color_kind == "categorical":
         labels = pd.Series(np.asarray(color, dtype=object)).astype(str)
-        if isinstance(color, pd.Series) and isinstance(color.dtype, pd.CategoricalDtype):
-            levels = [str(c) for c in color.cat.categories if str(c) in set(labels)]
-        else:
-            levels = sorted(set(labels), key=_natural_key)
-        for i, level in enumerate(levels):
+        levels = category_levels(color)
+        palette = level_colors(levels)
+        for level in levels:
             idx = np.flatnonzero((labels == level).to_numpy())
-            col = NA_COLOR if level in ("NA", "nan") else PALETTE[i % len(PALETTE)]
+            col = palette[level]
             traces.append(
                 _trace(
                     coords,
@@ -149,9 +188,10 @@ def embedding_scatter(
             )
         )
     fig = go.Figure(traces)
-    fig.update_layout(
-        **_LAYOUT, title={"text": title}, legend={"itemsizing": "constant"}, uirevision="keep"
-    )
+    legend = {"itemsizing": "constant"}
+    if color_kind == "continuous":  # the colour bar takes the right edge: "missing" goes below
+        legend.update(orientation="h", x=0.0, y=0.0, xanchor="left", yanchor="top")
+    fig.update_layout(**_LAYOUT, title={"text": title}, legend=legend, uirevision="keep")
     if coords.shape[1] == 3:
         fig.update_layout(
             scene={
@@ -212,9 +252,15 @@ def loss_curves(
 
 
 def histograms(
-    values: Mapping[str, np.ndarray], *, title: str = "", nbins: int = 40, xlabel: str = "value"
+    values: Mapping[str, np.ndarray],
+    *,
+    title: str = "",
+    nbins: int = 40,
+    xlabel: str = "value",
+    colors: Mapping[str, str] | None = None,
 ) -> go.Figure:
-    """Overlaid histograms, one per named 1-D array (NaN ignored)."""
+    """Overlaid histograms, one per named 1-D array (NaN ignored). colors: name -> colour
+    (e.g. :func:`level_colors` for groups of a metadata column); default the palette in turn."""
     fig = go.Figure()
     for i, (name, v) in enumerate(values.items()):
         v = np.asarray(v, dtype=float)
@@ -224,7 +270,7 @@ def histograms(
                 name=name,
                 nbinsx=nbins,
                 opacity=0.65,
-                marker_color=PALETTE[i % len(PALETTE)],
+                marker_color=(colors or {}).get(name, PALETTE[i % len(PALETTE)]),
             )
         )
     fig.update_layout(
@@ -262,10 +308,13 @@ def true_vs_reconstructed(
     ids = np.asarray(sample_ids if sample_ids is not None else np.arange(len(true)), dtype=str)
     fig = go.Figure()
     groups = [("samples", ok)]
+    palette = {"samples": PALETTE[0]}
     if labels is not None:
         lab = pd.Series(np.asarray(labels, dtype=object)).astype(str).to_numpy()
-        groups = [(lv, ok & (lab == lv)) for lv in sorted(set(lab[ok]), key=_natural_key)]
-    for i, (name, mask) in enumerate(groups):
+        levels = category_levels(labels)
+        palette = level_colors(levels)
+        groups = [(lv, ok & (lab == lv)) for lv in levels if (ok & (lab == lv)).any()]
+    for name, mask in groups:
         fig.add_trace(
             go.Scattergl(
                 x=true[mask],
@@ -273,7 +322,7 @@ def true_vs_reconstructed(
                 mode="markers",
                 name=str(name),
                 text=ids[mask],
-                marker={"size": 5, "opacity": 0.7, "color": PALETTE[i % len(PALETTE)]},
+                marker={"size": 5, "opacity": 0.7, "color": palette[name]},
                 hovertemplate="<b>%{text}</b><br>true %{x:.3g}<br>reconstructed %{y:.3g}<extra></extra>",
             )
         )
@@ -331,12 +380,16 @@ def variance_shrinkage(
                 line={"color": "#6b7280", "dash": "dot"},
             )
         )
+    # one labelled tick per power of ten once the range spans a few decades (plotly's default
+    # labels 2 and 5 in between, which crowd the axis)
+    decades = np.log10(hi / lo) if ok.any() else 0.0
+    ticks = {"dtick": 1, "exponentformat": "power"} if decades >= 2 else {}
     fig.update_layout(
         **_LAYOUT,
         title={"text": "Variance shrinkage"},
         height=420,
-        xaxis={"type": "log", "title": {"text": "true variance"}},
-        yaxis={"type": "log", "title": {"text": "reconstructed variance"}},
+        xaxis={"type": "log", "title": {"text": "true variance"}, **ticks},
+        yaxis={"type": "log", "title": {"text": "reconstructed variance"}, **ticks},
     )
     return fig
 

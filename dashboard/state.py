@@ -49,6 +49,7 @@ TRAIN_TERM = "train_term"
 REC_MODALITY = "rec_modality"
 REC_FEATURE = "rec_feature"
 REC_COLOR = "rec_color"
+REC_LOG1P = "rec_log1p"
 
 # Generation page (added by the GENERATE helper)
 GEN_CONDITIONS = "gen_conditions"  # obs columns to set

@@ -21,6 +21,7 @@ if kind == "counts":
         "Score counts on log1p scale",
         value=True,
         help="Raw counts are dominated by the most expressed genes.",
+        **state.bound(state.REC_LOG1P),
     )
 st.caption(
     f"**{mod}** ({kind}): model features {len(run.var_names[mod]):,}; values in data "

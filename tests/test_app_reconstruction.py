@@ -39,3 +39,12 @@ def test_translation_matrix(ole_dirs):
     z = np.asarray(heat["z"], dtype=float).reshape(4, 4)
     assert np.isnan(np.diag(z)).all() and np.isfinite(z[~np.eye(4, dtype=bool)]).all()
     assert list(heat["x"]) == ["rna", "methylation", "protein", "drug"]
+
+
+def test_log1p_choice_is_restored_from_the_url(ole_dirs):
+    (toggle,) = [t for t in open_page("reconstruction").toggle if "log1p" in t.label]
+    assert toggle.value
+    at = open_page("reconstruction", rec_log1p="false")  # a copied link
+    assert_clean(at)
+    assert not [t for t in at.toggle if "log1p" in t.label][0].value
+    assert "(log1p)" not in " ".join(c.value for c in at.caption)

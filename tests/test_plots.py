@@ -67,3 +67,38 @@ def test_reconstruction_figures():
         [[np.nan, 0.5], [0.3, np.nan]], index=["rna", "protein"], columns=["rna", "protein"]
     )
     assert plots.score_matrix(m).data[0].type == "heatmap"
+
+
+def test_a_level_has_the_same_colour_in_every_figure():
+    """Embeddings map, true-vs-reconstructed scatter and split histograms agree on colours."""
+    tissue = (
+        pd.Series(
+            pd.Categorical(
+                ["lung", "liver", "kidney", "lung", None], categories=["liver", "lung", "kidney"]
+            )
+        )
+        .cat.add_categories("NA")
+        .fillna("NA")
+    )
+    levels = plots.category_levels(tissue)
+    assert levels == ["liver", "lung", "kidney", "NA"]  # the Categorical's order, NA last
+    colours = plots.level_colors(levels)
+    assert colours["NA"] == plots.NA_COLOR
+    emb = plots.embedding_scatter(
+        np.random.default_rng(0).normal(size=(5, 3)), color=tissue, color_kind="categorical"
+    )
+    rec = plots.true_vs_reconstructed(np.arange(5.0), np.arange(5.0), labels=tissue)
+    hist = plots.histograms({lv: np.ones(2) for lv in reversed(levels)}, colors=colours)
+    for fig in (emb, rec, hist):
+        got = {t.name: t.marker.color for t in fig.data if t.name in colours}
+        assert got == {lv: colours[lv] for lv in got} and len(got) >= 3
+
+
+def test_hover_shows_whole_numbers_without_decimals():
+    hover = pd.DataFrame(
+        {"age": [67.0, np.nan, 30.0], "ratio": [0.123456, 1.5, 2.0]}, index=["a", "b", "c"]
+    )
+    fig = plots.embedding_scatter(np.zeros((3, 2)), hover=hover)
+    data = np.asarray(fig.data[0].customdata)
+    assert list(data[:, 1]) == ["67", "NA", "30"]
+    assert list(data[:, 2]) == ["0.1235", "1.5", "2"]
