@@ -27,11 +27,27 @@ Metrics (all seeded):
 Features are compared on a common scale: counts are library-size normalised (per 10,000) and
 log1p-transformed, proportions and continuous values are used as they are, multi-level
 categorical codes are one-hot encoded.
+
+**Which real samples?** A conditional generation (tissue=liver, age=60) is compared with the real
+samples that match its conditions (:func:`real_match`), not with every sample of the run: the
+categorical condition columns named in the provenance (``.uns["generation"]["conditions"]``)
+select the real samples whose combination of values occurs among the synthetic samples' obs
+(tissue in {liver, lung}); continuous conditions (age) are *not* filtered, since a posterior
+draw at age=60 already sits among the real samples of nearby ages and a window would leave
+almost no held-out samples. Both the real training side (TRTR / TRTS and memorisation) and the
+held-out side use the same rule. Without provenance (a file not written by ``generate``) every
+real sample is used.
+
+When the label takes a single level among the synthetic samples (a generation for tissue=liver
+evaluated by tissue), the classifier tables cannot be trained: they are skipped with a note
+(``QualityReport.notes``; their summary values are NaN, null in JSON) and the rest of the report
+is computed as usual.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +69,9 @@ TSTR_RATIO_OK = 0.85
 C2ST_AUC_OK = 0.75
 MEMORISATION_QUANTILE = 0.05
 N_CLASSIFIER_PCS = 50
+# Fewer held-out samples than this (after matching the conditions): the report says it is noisy.
+FEW_HELD_OUT = 20
+CLASSIFIER_COLUMNS = ["setting", "class", "precision", "recall", "f1", "support"]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -105,6 +124,12 @@ def _project(x: np.ndarray, basis: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     return (x - mean) @ comps.T
 
 
+def _levels_text(values: Sequence) -> str:
+    """'liver, lung': the distinct values as plain strings (never numpy reprs)."""
+    levels = sorted({str(v) for v in values})
+    return ", ".join(levels) if levels else "none"
+
+
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     if a.size < 2 or np.std(a) == 0 or np.std(b) == 0:
         return float("nan")
@@ -146,7 +171,7 @@ def classifier_table(
     if len(np.unique(y_train)) < 2:
         raise InputError(
             f"the classifier needs at least 2 label levels on its training side, got "
-            f"{sorted(set(y_train))}; generate samples for several levels of the label"
+            f"{_levels_text(y_train)}; generate samples for several levels of the label"
         )
     n_pc = min(N_CLASSIFIER_PCS, x_train.shape[1], len(x_train) - 1)
     clf = make_pipeline(
@@ -186,7 +211,8 @@ def c2st_auc(
     ``max_n``), standardised and projected on the first ``n_components`` principal axes of the
     pooled sample (label-free, so no information about which side is which); a random forest
     (60 trees) separates them under stratified k-fold CV.
-    0.5 means indistinguishable, 1.0 means perfectly separable.
+    0.5 means indistinguishable, 1.0 means perfectly separable. With fewer than ``n_folds``
+    samples per side (a small held-out group) it uses one fold per sample pair (at least 2).
     """
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.metrics import roc_auc_score
@@ -194,8 +220,9 @@ def c2st_auc(
 
     rng = np.random.default_rng(seed)
     n = min(len(x_real), len(x_syn), max_n or len(x_real) + len(x_syn))
-    if n < n_folds:
-        raise InputError(f"the two-sample test needs at least {n_folds} samples per side, got {n}")
+    if n < 2:
+        raise InputError(f"the two-sample test needs at least 2 samples per side, got {n}")
+    n_folds = min(n_folds, n)
     real = x_real[_subsample(len(x_real), n, rng)]
     syn = x_syn[_subsample(len(x_syn), n, rng)]
     # Standardise and project on the POOLED sample: axes fitted on one side alone carry that
@@ -389,8 +416,9 @@ class QualityReport:
     ``summary``: flat JSON-able dict of headline numbers (``trtr_f1``, ``trts_f1``, ``tstr_f1``,
     ``tstr_ratio``, ``c2st_auc``, ``mmd``, ``mmd_p``, ``mean_r``, ...). ``classifiers``: one row
     per setting x class (``setting, class, precision, recall, f1, support``; class ``macro`` is
-    the overall row). ``features``: per-feature means and variances. ``verdict``: plain-language
-    sentences.
+    the overall row; empty when the label has a single level, see ``notes``). ``features``:
+    per-feature means and variances. ``verdict``: plain-language sentences. ``notes``: what was
+    compared with what and what was skipped (plain sentences for the UI and the CLI).
     """
 
     summary: dict[str, float | int | str]
@@ -398,6 +426,7 @@ class QualityReport:
     features: pd.DataFrame
     verdict: str
     params: dict = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
     @property
     def table(self) -> pd.DataFrame:
@@ -414,6 +443,7 @@ class QualityReport:
         return {
             **self.summary,
             "verdict": self.verdict,
+            "notes": list(self.notes),
             "classifiers": self.classifiers.to_dict(orient="records"),
         }
 
@@ -448,11 +478,17 @@ METRIC_MEANING = {
 def verdict(summary: Mapping[str, float]) -> str:
     """A short plain-language reading of the headline numbers."""
     parts = []
-    ratio = summary.get("tstr_ratio", float("nan"))
-    auc = summary.get("c2st_auc", float("nan"))
+    ratio = float(summary.get("tstr_ratio", float("nan")))
+    auc = float(summary.get("c2st_auc", float("nan")))
     useful = np.isfinite(ratio) and ratio >= TSTR_RATIO_OK
     realistic = np.isfinite(auc) and auc <= C2ST_AUC_OK
-    if useful and realistic:
+    if not np.isfinite(ratio):  # classifier tables skipped (one label level): realism only
+        head = (
+            "Good: the synthetic data are hard to tell from real data."
+            if realistic
+            else "Poor: the synthetic data are easy to tell from real data."
+        )
+    elif useful and realistic:
         head = "Good: the synthetic data are realistic and keep the label signal."
     elif useful:
         head = "Fair: the synthetic data keep the label signal but are easy to tell from real data."
@@ -461,11 +497,14 @@ def verdict(summary: Mapping[str, float]) -> str:
     else:
         head = "Poor: the synthetic data lose the label signal and are easy to tell from real data."
     parts.append(head)
-    parts.append(
-        f"A classifier trained on synthetic samples reaches {ratio:.0%} of the real-data "
-        f"macro-F1 ({summary.get('tstr_f1', float('nan')):.2f} vs "
-        f"{summary.get('trtr_f1', float('nan')):.2f})."
-    )
+    if np.isfinite(ratio):
+        parts.append(
+            f"A classifier trained on synthetic samples reaches {ratio:.0%} of the real-data "
+            f"macro-F1 ({summary.get('tstr_f1', float('nan')):.2f} vs "
+            f"{summary.get('trtr_f1', float('nan')):.2f})."
+        )
+    else:
+        parts.append("The label signal was not scored (one label level).")
     parts.append(f"Real vs synthetic classifier AUC {auc:.2f} (0.5 = indistinguishable).")
     p = summary.get("mmd_p", float("nan"))
     parts.append(
@@ -497,6 +536,7 @@ def quality_report(
     n_permutations: int = 200,
     corr_top: int = 200,
     seed: int = 0,
+    notes: Sequence[str] = (),
 ) -> QualityReport:
     """Compare synthetic samples with real ones.
 
@@ -504,6 +544,9 @@ def quality_report(
     x_test (n_test, d) / y_test: held-out real samples; x_syn (n_syn, d) / y_syn: synthetic
     samples with the label they were generated for. Features must already be on a common scale
     (see :func:`evaluate_mudata`). Distribution metrics compare synthetic with held-out real.
+    When the synthetic (or real training) labels have fewer than 2 levels the classifier
+    tables are skipped: ``classifiers`` is empty, the F1 summary values are NaN and a note
+    says why. ``notes``: sentences to put first in the report's notes.
     """
     x_train = _as_2d(x_train, "real training data")
     x_test = _as_2d(x_test, "held-out real data")
@@ -522,17 +565,32 @@ def quality_report(
         if len(x) != len(y):
             raise InputError(f"{name} data have {len(x)} samples but {len(y)} labels")
 
-    tables = []
-    for setting, (xa, ya, xb, yb) in {
-        "TRTR": (x_train, y_train, x_test, y_test),
-        "TRTS": (x_train, y_train, x_syn, y_syn),
-        "TSTR": (x_syn, y_syn, x_test, y_test),
-    }.items():
-        t = classifier_table(xa, ya, xb, yb, seed=seed)
-        t.insert(0, "setting", setting)
-        tables.append(t)
-    classifiers = pd.concat(tables, ignore_index=True)
-    macro = classifiers[classifiers["class"] == "macro"].set_index("setting")["f1"]
+    notes = list(notes)
+    syn_levels, train_levels = {str(v) for v in y_syn}, {str(v) for v in y_train}
+    if len(syn_levels) < 2 or len(train_levels) < 2:
+        side, levels = (
+            ("synthetic", syn_levels) if len(syn_levels) < 2 else ("real training", train_levels)
+        )
+        notes.append(
+            f"Classifier tables (TRTR, TRTS, TSTR) skipped: the {side} samples have a single "
+            f"{label} level ({_levels_text(levels)}), so there is nothing to tell apart. "
+            f"Generate several levels of {label} to score the label signal; the other "
+            "metrics below are computed as usual."
+        )
+        classifiers = pd.DataFrame(columns=CLASSIFIER_COLUMNS)
+        macro = pd.Series({s: float("nan") for s in SETTINGS})
+    else:
+        tables = []
+        for setting, (xa, ya, xb, yb) in {
+            "TRTR": (x_train, y_train, x_test, y_test),
+            "TRTS": (x_train, y_train, x_syn, y_syn),
+            "TSTR": (x_syn, y_syn, x_test, y_test),
+        }.items():
+            t = classifier_table(xa, ya, xb, yb, seed=seed)
+            t.insert(0, "setting", setting)
+            tables.append(t)
+        classifiers = pd.concat(tables, ignore_index=True)
+        macro = classifiers[classifiers["class"] == "macro"].set_index("setting")["f1"]
 
     # Two-sample statistics on axes fitted on the pooled held-out + synthetic sample (symmetric).
     auc = c2st_auc(x_test, x_syn, n_components=n_components, seed=seed)
@@ -547,6 +605,11 @@ def quality_report(
     agree, features = feature_agreement(x_test, x_syn, var_names=var_names)
     mem = memorisation(train_s, syn_s, test_s, seed=seed)
 
+    if len(x_test) < FEW_HELD_OUT:
+        notes.append(
+            f"Only {len(x_test)} held-out real samples to compare with: the two-sample "
+            "statistics (AUC, MMD) are noisy."
+        )
     trtr = float(macro["TRTR"])
     summary: dict[str, float | int | str] = {
         "label": label,
@@ -557,7 +620,7 @@ def quality_report(
         "trtr_f1": trtr,
         "trts_f1": float(macro["TRTS"]),
         "tstr_f1": float(macro["TSTR"]),
-        "tstr_ratio": float(macro["TSTR"]) / trtr if trtr > 0 else float("nan"),
+        "tstr_ratio": float(macro["TSTR"]) / trtr if trtr > 0 else float("nan"),  # NaN > 0: False
         "c2st_auc": auc,
         "mmd": mmd2,
         "mmd_p": mmd_p,
@@ -578,7 +641,89 @@ def quality_report(
         "classifier": "logistic",
         "c2st": "forest",
     }
-    return QualityReport(summary, classifiers, features, verdict(summary), params)
+    return QualityReport(
+        summary, classifiers, features, verdict(summary), params, notes=tuple(notes)
+    )
+
+
+# --------------------------------------------------------------------------- matching
+
+
+def generated_columns(synthetic: mudata.MuData) -> list[str]:
+    """Columns named in the synthetic data's generation conditions (provenance), in order.
+
+    Reads ``.uns["generation"]["conditions"]`` (the JSON list of condition sets written by
+    :mod:`core.generate`); [] when there is none (unconditional or foreign data).
+    """
+    from core.generate import PROVENANCE_KEY
+
+    prov = synthetic.uns.get(PROVENANCE_KEY) or {}
+    raw = prov.get("conditions") if isinstance(prov, Mapping) else None
+    try:
+        sets = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return []
+    sets = sets if isinstance(sets, list) else [sets]
+    cols: list[str] = []
+    for cset in sets:
+        if isinstance(cset, Mapping):
+            cols.extend(str(c) for c in cset if str(c) not in cols)
+    return cols
+
+
+def _is_continuous(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
+@dataclass(frozen=True)
+class RealMatch:
+    """Which real samples a synthetic set is compared with (see the module docstring).
+
+    ``columns``: categorical condition columns; a real sample matches when its values in them
+    (as strings) form one of ``combos``. ``unfiltered``: continuous condition columns (age),
+    deliberately not filtered. No columns: every real sample matches.
+    """
+
+    columns: tuple[str, ...] = ()
+    combos: frozenset[tuple[str, ...]] = frozenset()
+    unfiltered: tuple[str, ...] = ()
+
+    def mask(self, obs: pd.DataFrame) -> np.ndarray:
+        """(n_obs,) bool: the rows of ``obs`` that match."""
+        if not self.columns:
+            return np.ones(len(obs), dtype=bool)
+        keys = zip(*(obs[c].astype(str).to_numpy() for c in self.columns), strict=True)
+        return np.fromiter((k in self.combos for k in keys), dtype=bool, count=len(obs))
+
+    def describe(self) -> str:
+        """'tissue = liver; age not filtered' / 'tissue in {liver, lung}' / 'all samples'."""
+        parts = []
+        for i, col in enumerate(self.columns):
+            levels = sorted({combo[i] for combo in self.combos})
+            parts.append(
+                f"{col} = {levels[0]}" if len(levels) == 1 else f"{col} in {{{', '.join(levels)}}}"
+            )
+        parts.extend(f"{col} not filtered" for col in self.unfiltered)
+        return "; ".join(parts) if parts else "all samples"
+
+
+def real_match(
+    synthetic: mudata.MuData, real_obs: pd.DataFrame, *, columns: Sequence[str] | None = None
+) -> RealMatch:
+    """The rule for the real samples that match ``synthetic``'s conditions.
+
+    columns: the condition columns (default: :func:`generated_columns`, from the provenance);
+    columns missing from either obs are ignored. Categorical ones filter (the value
+    combinations that occur in ``synthetic.obs``), continuous ones do not.
+    """
+    cols = generated_columns(synthetic) if columns is None else [str(c) for c in columns]
+    syn_obs = synthetic.obs
+    filtered, unfiltered = [], []
+    for col in cols:
+        if col in real_obs.columns and col in syn_obs.columns:
+            (unfiltered if _is_continuous(real_obs[col]) else filtered).append(col)
+    combos = frozenset(zip(*(syn_obs[c].astype(str).to_numpy() for c in filtered), strict=True))
+    return RealMatch(tuple(filtered), combos if filtered else frozenset(), tuple(unfiltered))
 
 
 # --------------------------------------------------------------------------- MuData adapter
@@ -639,8 +784,8 @@ def _labels(mdata: mudata.MuData, ids: np.ndarray, label: str, *, what: str) -> 
     obs = mdata.obs
     if label not in obs.columns:
         raise InputError(
-            f"the {what} data have no column '{label}' in obs (columns: {list(obs.columns)[:10]}); "
-            "choose --label among them"
+            f"the {what} data have no column '{label}' in obs (columns: "
+            f"{', '.join(map(str, list(obs.columns)[:10])) or 'none'}); choose the label among them"
         )
     col = obs[label]
     col.index = col.index.astype(str)
@@ -655,14 +800,33 @@ def evaluate_mudata(
     label: str,
     kinds: Mapping[str, str] | None = None,
     modalities: Sequence[str] | None = None,
+    match: Sequence[str] | None = None,
     seed: int = 0,
     **options,
 ) -> QualityReport:
     """:func:`quality_report` on MuData: common modalities, common scale, ``label`` from obs.
 
     Modalities default to those present in all three objects; samples missing one of them are
-    dropped. Features of the synthetic data are aligned to the real var_names (by name).
+    dropped. Features of the synthetic data are aligned to the real var_names (by name). Both
+    real sides are restricted to the samples matching the synthetic conditions
+    (:func:`real_match`; ``match`` overrides the condition columns, ``[]`` uses every sample).
     """
+    rule = real_match(synthetic, real_test.obs, columns=match)
+    n_all = real_test.n_obs
+    if rule.columns:
+        real_train = _subset(
+            real_train, real_train.obs_names.astype(str)[rule.mask(real_train.obs)]
+        )
+        real_test = _subset(real_test, real_test.obs_names.astype(str)[rule.mask(real_test.obs)])
+        for what, side in (("held-out", real_test), ("training", real_train)):
+            if side.n_obs == 0:
+                raise InputError(
+                    f"no {what} real samples have {rule.describe()}, so there is nothing to "
+                    "compare with; generate for levels that occur in the run's data"
+                )
+    notes = [
+        f"Compared with {real_test.n_obs:,} of {n_all:,} held-out real samples ({rule.describe()})."
+    ]
     mods = (
         list(modalities)
         if modalities is not None
@@ -702,6 +866,7 @@ def evaluate_mudata(
         var_names=names,
         label=label,
         seed=seed,
+        notes=notes,
         **options,
     )
 
@@ -771,7 +936,8 @@ def evaluate_run(
     mdata: mudata.MuData | None = None,
     **options,
 ) -> QualityReport:
-    """Quality report of ``synthetic`` against ``run``'s held-out (test) real samples.
+    """Quality report of ``synthetic`` against ``run``'s held-out (test) real samples that
+    match its conditions (:func:`real_match`; ``match=[...]`` in ``options`` overrides them).
 
     ``mdata``: the run's dataset when already loaded (default: rebuilt from the run's config).
     """
@@ -785,14 +951,28 @@ def evaluate_run(
 
 def format_report(report: QualityReport) -> str:
     """Human-readable text: headline table, per-class table, verdict."""
-    lines = [report.verdict, ""]
+    lines = [report.verdict, *report.notes, ""]
     for key, value in report.summary.items():
-        val = f"{value:.4g}" if isinstance(value, float) else str(value)
-        lines.append(f"  {key:<22} {val}")
+        lines.append(f"  {key:<22} {format_value(value)}")
     lines.append("")
     cls = report.classifiers.copy()
-    lines.append(cls.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if cls.empty:
+        lines.append("(no classifier tables: see the note above)")
+    else:
+        lines.append(cls.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return "\n".join(lines)
+
+
+def format_value(value) -> str:
+    """A summary value for people: integers as integers, floats to 4 significant digits,
+    NaN (not computed) as 'n/a'."""
+    if isinstance(value, bool | np.bool_):
+        return str(int(value))
+    if isinstance(value, int | np.integer):
+        return f"{int(value)}"
+    if isinstance(value, float | np.floating):
+        return f"{value:.4g}" if np.isfinite(value) else "n/a"
+    return str(value)
 
 
 def evaluate_command(args: argparse.Namespace) -> tuple[str, dict]:

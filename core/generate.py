@@ -1084,6 +1084,25 @@ def compare_values(
 # --------------------------------------------------------------------------- CLI
 
 
+def product_sets(values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """{column: value or list of values} -> condition sets, all combinations (column order kept).
+
+    ``{"tissue": ["liver", "lung"], "age": 60}`` -> ``[{tissue: liver, age: 60},
+    {tissue: lung, age: 60}]``; repeated values count once; ``{}`` -> ``[{}]`` (follow the real
+    data). A column with no value at all is an error (say which levels to generate).
+    """
+    import itertools
+
+    lists: dict[str, list[Any]] = {}
+    for col, value in values.items():
+        many = value if isinstance(value, list | tuple | np.ndarray | pd.Index) else [value]
+        lists[col] = list(dict.fromkeys(many))
+        if not lists[col]:
+            raise InputError(f"condition '{col}' has no value; choose at least one level of it")
+    cols = list(lists)
+    return [dict(zip(cols, combo, strict=True)) for combo in itertools.product(*lists.values())]
+
+
 def condition_sets(items: Sequence[str] | None) -> list[dict[str, str]]:
     """``--condition COL=VALUE`` options -> condition sets.
 
@@ -1091,17 +1110,13 @@ def condition_sets(items: Sequence[str] | None) -> list[dict[str, str]]:
     combinations, e.g. ``tissue=liver tissue=lung age=60`` -> [{tissue: liver, age: 60},
     {tissue: lung, age: 60}]. No options -> [{}] (follow the real data).
     """
-    import itertools
-
     from core.cli import parse_assignments
 
     values: dict[str, list[str]] = {}
     for item in items or []:
         ((col, value),) = parse_assignments([item], flag="--condition").items()
-        if value not in values.setdefault(col, []):
-            values[col].append(value)
-    cols = list(values)
-    return [dict(zip(cols, combo, strict=True)) for combo in itertools.product(*values.values())]
+        values.setdefault(col, []).append(value)
+    return product_sets(values)
 
 
 def generate_command(args: argparse.Namespace) -> tuple[str, dict]:

@@ -7,8 +7,10 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from core import evaluate as eval_core
 from core import generate as gen_core
-from dashboard import cache, colors, plots, state, widgets
+from dashboard import cache, colors, emb_controls, plots, state, widgets
+from dashboard import generation_view as view
 
 
 @st.cache_resource(show_spinner="Encoding the run's samples...", max_entries=4)
@@ -57,25 +59,25 @@ output = c4.selectbox(
 )
 seed = c5.number_input("Seed", 0, 1_000_000, 0, **state.bound(state.GEN_SEED))
 columns = st.multiselect("Condition on", list(obs.columns), **state.bound(state.GEN_CONDITIONS))
-conditions = {}
-for col, cell in zip(columns, st.columns(max(1, len(columns))), strict=False):
-    key = state.GEN_VALUE_PREFIX + col
-    levels = gen.levels(col)
-    if levels is None:
-        conditions[col] = cell.number_input(col, value=float(np.nanmedian(obs[col])), key=key)
-    else:
-        conditions[col] = cell.selectbox(col, levels, key=key)
-go_clicked = st.button("Generate", type="primary", icon=":material/auto_awesome:")
+values = view.condition_inputs(gen, columns)  # several levels -> one condition set per level
+problem = view.problem(mode, values, gen.conditions)
+if problem:
+    st.error(problem, icon=":material/error:")
+go_clicked = st.button(
+    "Generate", type="primary", icon=":material/auto_awesome:", disabled=bool(problem)
+)
 
 if go_clicked:
     opts = {"n": int(n), "mode": mode, "temperature": float(temperature), "output": output}
     with widgets.guard(), st.spinner("Generating..."):
-        result = gen.generate(conditions=conditions or None, seed=int(seed), **opts)
+        sets = gen_core.product_sets(values)
+        result = gen.generate(conditions=sets, seed=int(seed), **opts)
         state.put(state.GEN_RESULT, (ref.path, result))
         state.put(state.GEN_REPORT, None)
 saved = state.get(state.GEN_RESULT)
 if not saved or saved[0] != ref.path:
-    st.info("Choose conditions and press **Generate**.", icon=":material/info:")
+    if not (problem or go_clicked):  # an error on screen already says what to do
+        st.info("Choose conditions and press **Generate**.", icon=":material/info:")
     st.stop()
 syn = saved[1]
 prov = syn.uns[gen_core.PROVENANCE_KEY]
@@ -98,6 +100,7 @@ fig = plots.embedding_scatter(
     point_size=2.5,
     opacity=0.5,
     title="Real samples (dots) and generated samples (diamonds), 3D PCA",
+    axis_prefix=emb_controls.AXIS_LABELS["pca"],
 )
 xyz = dict(zip("xyz", emb.transform(np.asarray(syn.obsm["X_latent"])).T, strict=True))
 marker = {"symbol": "diamond", "size": 3, "color": "#111827", "opacity": 0.9}
@@ -115,42 +118,29 @@ chosen = st.multiselect(
     **state.bound(state.GEN_FEATURES),
 )
 real = cache.run_matrices(ref.path, ref.version)
+match = eval_core.real_match(syn, obs)  # real samples of the generated conditions
+rows = match.mask(obs)
 for feat, cell in zip(chosen, st.columns(max(1, len(chosen))), strict=False):
     m, v = feat.split(":", 1)
     a, b, xl = gen_core.compare_values(
-        real[m][:, list(run.var_names[m]).index(v)], syn.mod[m][:, v].X[:, 0], kind=run.kinds[m]
+        real[m][rows, list(run.var_names[m]).index(v)],
+        syn.mod[m][:, v].X[:, 0],
+        kind=run.kinds[m],
     )
     hist = plots.histograms({"real": a, "synthetic": b}, title=feat, xlabel=xl)
     cell.plotly_chart(hist, key=f"gen_hist_{feat}")
+if chosen:
+    st.caption(f"Real: {int(rows.sum()):,} samples of the run ({match.describe()}).")
 
 # -- quality report against the run's held-out samples
 st.subheader("Quality report")
 report = state.get(state.GEN_REPORT)
 if st.button("Compare with held-out real data", icon=":material/fact_check:"):
-    from core.evaluate import evaluate_run
-
     with widgets.guard(), st.spinner("Scoring synthetic vs held-out samples..."):
         mdata = cache.run_data(ref.path, ref.version)
-        report = (ref.path, label, evaluate_run(run, syn, label=label, mdata=mdata))
+        report = (ref.path, label, eval_core.evaluate_run(run, syn, label=label, mdata=mdata))
         state.put(state.GEN_REPORT, report)
 if report and report[0] == ref.path:
-    rep = report[2]
-    (st.success if rep.verdict.startswith("Good") else st.warning)(rep.verdict)
-    t1, t2 = st.columns([2, 3])
-    fmt3 = {"value": st.column_config.NumberColumn(format="%.3f")}
-    t1.dataframe(rep.table, hide_index=True, width="stretch", column_config=fmt3)
-    t2.dataframe(rep.classifiers, hide_index=True, width="stretch")
-    st.caption(f"Label: {report[1]}. TSTR = train on synthetic, test on real held-out samples.")
+    view.show_report(report[2], report[1])
 
-# -- downloads
-d1, d2, d3 = st.columns(3)
-mod = d1.selectbox("Modality to download", mods)
-for cell, fmt in ((d2, "csv"), (d3, "h5ad")):
-    cell.download_button(
-        fmt.upper(),
-        gen_core.to_bytes(syn, fmt=fmt, mod=mod),
-        f"{ref.name}_{mod}_generated.{fmt}",
-        mime="text/csv" if fmt == "csv" else "application/octet-stream",
-        on_click="ignore",
-        icon=":material/download:",
-    )
+view.downloads(syn, ref.name)

@@ -161,3 +161,92 @@ def test_quality_report_rejects_mismatched_features():
     x, y = blobs(100)
     with pytest.raises(InputError, match="feature counts differ"):
         quality_report(x, y, x, y, x[:, :3], y)
+
+
+def test_classifier_error_names_levels_as_plain_text():
+    x, _ = blobs(50)
+    with pytest.raises(InputError) as err:
+        classifier_table(x, np.array(["liver"] * 50), x, np.array(["liver"] * 50))
+    assert "got liver;" in str(err.value) and "np.str_" not in str(err.value)
+
+
+def test_quality_report_single_label_level_skips_only_the_classifiers():
+    """One generated level (tissue=liver): no classifier tables, everything else computed."""
+    x_train, y_train = blobs(300, seed=0)
+    x_test, y_test = blobs(150, seed=1)
+    x_syn, _ = blobs(200, seed=2)
+    y_syn = np.array(["c0"] * len(x_syn))
+    rep = quality_report(
+        x_train, y_train, x_test, y_test, x_syn, y_syn, label="tissue", n_permutations=50, seed=0
+    )
+    s = rep.summary
+    for key in ("trtr_f1", "trts_f1", "tstr_f1", "tstr_ratio"):
+        assert np.isnan(s[key]), key
+    for key in ("c2st_auc", "mmd", "mmd_p", "mean_r", "var_r", "corr_dist", "memorisation"):
+        assert np.isfinite(s[key]), key
+    assert rep.classifiers.empty and "setting" in rep.classifiers.columns
+    (note,) = [n for n in rep.notes if "skipped" in n]
+    assert "single tissue level (c0)" in note and "np.str_" not in note
+    assert rep.verdict.split(":")[0] in {"Good", "Poor"} and "nan" not in rep.verdict
+    payload = json.loads(json.dumps(rep.to_dict()))  # NaN is valid for json.dumps here
+    assert payload["notes"] == list(rep.notes) and payload["classifiers"] == []
+
+
+def test_c2st_works_on_a_small_held_out_group():
+    a, _ = blobs(3, seed=1)
+    b, _ = blobs(50, seed=2)
+    assert 0.0 <= c2st_auc(a, b, seed=0) <= 1.0
+    with pytest.raises(InputError, match="at least 2 samples"):
+        c2st_auc(a[:1], b, seed=0)
+
+
+def test_format_value_integers_as_integers():
+    from core.evaluate import format_value
+
+    assert format_value(1472) == "1472"
+    assert format_value(np.int64(3)) == "3"
+    assert format_value(0.123456) == "0.1235"
+    assert format_value(float("nan")) == "n/a"
+    assert format_value("tissue") == "tissue"
+
+
+def _synthetic(obs: dict, conditions) -> object:
+    import anndata as ad
+    import mudata as md
+    import pandas as pd
+
+    frame = pd.DataFrame(obs, index=[f"syn-{i}" for i in range(len(next(iter(obs.values()))))])
+    m = md.MuData({"rna": ad.AnnData(np.zeros((len(frame), 2), np.float32), obs=frame.copy())})
+    m.obs = frame
+    if conditions is not None:
+        m.uns["generation"] = {"conditions": json.dumps(conditions)}
+    return m
+
+
+def test_real_match_filters_categorical_conditions_not_age():
+    import pandas as pd
+
+    from core.evaluate import real_match
+
+    real = pd.DataFrame(
+        {
+            "tissue": pd.Categorical(["liver", "lung", "brain", "liver", "lung", "gut"]),
+            "batch": pd.Categorical(["a", "a", "b", "b", "a", "b"]),
+            "age": [20.0, 60.0, 60.0, 80.0, 40.0, 60.0],
+        }
+    )
+    sets = [{"tissue": "liver", "age": 60.0}, {"tissue": "lung", "age": 60.0}]
+    syn = _synthetic({"tissue": ["liver", "lung"], "batch": ["a", "b"], "age": [60.0, 60.0]}, sets)
+    rule = real_match(syn, real)
+    assert rule.columns == ("tissue",) and rule.unfiltered == ("age",)  # batch: not requested
+    assert rule.mask(real).tolist() == [True, True, False, True, True, False]
+    assert rule.describe() == "tissue in {liver, lung}; age not filtered"
+    # Several columns: value combinations, not each column on its own.
+    two = [{"tissue": "liver", "batch": "a"}, {"tissue": "lung", "batch": "b"}]
+    syn2 = _synthetic({"tissue": ["liver", "lung"], "batch": ["a", "b"]}, two)
+    assert real_match(syn2, real).mask(real).tolist() == [True, False, False, False, False, False]
+    # No provenance (data not written by generate): every real sample.
+    plain = real_match(_synthetic({"tissue": ["liver"]}, None), real)
+    assert plain.mask(real).all() and plain.describe() == "all samples"
+    single = real_match(_synthetic({"tissue": ["liver"]}, [{"tissue": "liver"}]), real)
+    assert single.describe() == "tissue = liver"

@@ -122,11 +122,45 @@ def test_generate_csv_directory(tiny_run_template, tmp_path, cli):
     rna = pd.read_csv(out / "rna.csv", index_col=0)
     assert rna.index.name == "sample_id" and list(rna.index) == list(obs.index)
     assert np.all(rna.to_numpy() == np.round(rna.to_numpy()))
-    # A CSV directory is accepted by evaluate too.
-    res = cli("evaluate", tiny_run_template, "--synthetic", out, "--label", "tissue")
-    # Only one tissue was generated: the TSTR classifier cannot be trained -> clear error.
-    assert res.returncode == 2
-    assert "at least 2 label levels" in res.stderr
+    # A CSV directory is accepted by evaluate too. Only one tissue was generated: the
+    # classifier tables are skipped with a note, everything else is reported.
+    res = cli("evaluate", tiny_run_template, "--synthetic", out, "--label", "tissue", "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    assert report["trtr_f1"] is None and report["trts_f1"] is None and report["tstr_f1"] is None
+    assert 0.0 <= report["c2st_auc"] <= 1.0 and report["mmd"] is not None
+    assert report["classifiers"] == []
+    assert "skipped" in res.stdout and "single tissue level (liver)" in res.stdout
+    assert "np.str_" not in res.stdout
+    # Compared with the held-out liver samples only (the rule reads the file's conditions).
+    assert report["n_test"] == held_out_count(tiny_run_template, {"liver"})
+    assert "tissue = liver" in res.stdout
+
+
+def held_out_count(run_dir, tissues):
+    """Held-out samples of the run in these tissues that have every modality."""
+    from core.evaluate import run_splits
+    from core.runs import load_run
+
+    _, test = run_splits(load_run(Path(run_dir)))
+    ids = set.intersection(*(set(a.obs_names) for a in test.mod.values()))
+    tissue = test.obs["tissue"].astype(str)
+    return sum(1 for i in ids if tissue[i] in tissues)
+
+
+def test_evaluate_two_levels_against_their_held_out_samples(tiny_run_template, tmp_path, cli):
+    out = tmp_path / "two.h5mu"
+    res = cli("generate", tiny_run_template, "--condition", "tissue=liver", "--condition",
+              "tissue=lung", "--condition", "age=60", "--n", 40, "--out", out)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    res = cli("evaluate", tiny_run_template, "--synthetic", out, "--label", "tissue", "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    for key in ("trtr_f1", "trts_f1", "tstr_f1", "c2st_auc", "mmd"):
+        assert isinstance(report[key], float), key
+    assert {r["class"] for r in report["classifiers"]} == {"macro", "liver", "lung"}
+    assert report["n_test"] == held_out_count(tiny_run_template, {"liver", "lung"})
+    assert any("tissue in {liver, lung}; age not filtered" in n for n in report["notes"])
 
 
 def test_generate_single_modality_h5ad_prior(rna_cvae, tmp_path, cli):

@@ -285,3 +285,27 @@ def test_calibrated_noise_matches_residual_variance(gen_uncond):
     mean_std = (np.log(out["methylation"] / (1 - out["methylation"])) - t.mean) / t.sd
     resid = tens.target[rows][pres] - mean_std[pres]
     np.testing.assert_allclose(np.log((resid**2).mean(0)), logvar, rtol=1e-3, atol=1e-3)
+
+
+def test_product_sets_from_several_levels():
+    from core.generate import condition_sets, product_sets
+
+    assert product_sets({}) == [{}]
+    assert product_sets({"tissue": ["liver", "lung"], "age": 60.0}) == [
+        {"tissue": "liver", "age": 60.0},
+        {"tissue": "lung", "age": 60.0},
+    ]
+    assert product_sets({"tissue": ("liver", "liver")}) == [{"tissue": "liver"}]
+    with pytest.raises(InputError, match="choose at least one level of it"):
+        product_sets({"tissue": []})
+    assert condition_sets(["tissue=liver", "tissue=liver"]) == [{"tissue": "liver"}]
+
+
+def test_generate_product_of_levels(gen_cond):
+    from core.generate import product_sets
+
+    out = gen_cond.generate(
+        conditions=product_sets({"tissue": ["liver", "lung"], "age": 50.0}), n=7, seed=0
+    )
+    combos = out.obs[["tissue", "age"]].astype(str).value_counts()
+    assert dict(combos) == {("liver", "50.0"): 7, ("lung", "50.0"): 7}
