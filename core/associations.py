@@ -15,12 +15,16 @@ Three methods, all returning a dict of per-target arrays of shape (n_targets,) w
 ``effect`` (mean change), ``score`` (higher = stronger evidence), ``fdr`` and ``significant``:
 
 - ``bayes``: MOVE's Bayesian decision approach. ``p = P(delta > 0)`` over samples x refits,
-  ``log_bf = log(p / (1 - p))`` (clipped through ``eps``), ``score = |log_bf|``. The posterior
-  probability of the *other* sign, ``1 - max(p, 1 - p)``, is the local error rate; sorting the
-  targets by score and taking the cumulative mean of those error rates gives the expected FDR
-  of calling the top k, and the calls are the largest k with FDR <= alpha. Unlike MOVE, a
-  call also needs an effect outside the bulk of the source's targets (empirical null,
-  ``min_z``): see :func:`bayes`.
+  ``log_bf = log(p / (1 - p))``, ``score = |log_bf|``. The posterior probability of the
+  *other* sign, ``1 - max(p, 1 - p)``, is the local error rate; sorting the targets by score
+  and taking the cumulative mean of those error rates gives the expected FDR of calling the
+  top k, and the calls are the largest k with FDR <= alpha. MOVE estimates p by the fraction
+  of positive changes clipped at 1e-8, so every target whose changes all share one sign gets
+  the same score (18.42) and FDR: strong hits cannot be ranked. Here p is the posterior mean
+  of that fraction under a one-sample Beta prior centred on the normal approximation of the
+  change's distribution (:func:`sign_probability`): the fraction itself wherever the data
+  resolve it, a continuous tail beyond. Unlike MOVE, a call also needs an effect outside the
+  bulk of the source's targets (empirical null, ``min_z``): see :func:`decide_bayes`.
 - ``ttest``: a paired t-test of perturbed vs baseline reconstructions (a one-sample t-test
   of delta) inside every refit, aggregated across refits as a random-effects (summary
   statistics) test: the per-refit mean changes, standardised by each target's spread, are
@@ -60,6 +64,9 @@ METHODS: tuple[str, ...] = get_args(Method)
 SIGN_TOL = 1e-8
 #: -log10 p-values are capped here (p underflows to 0 for huge statistics).
 MAX_SCORE = 300.0
+#: Weight, in samples, of the prior on the sign probability of the bayes method
+#: (:func:`sign_probability`); 1 with a prior mean of 1/2 is Jeffreys' estimate.
+PRIOR_STRENGTH = 1.0
 
 
 def _check_delta(delta: np.ndarray, name: str = "delta") -> np.ndarray:
@@ -258,7 +265,7 @@ def summarize(
     over samples, averaged over refits). with_ks: also the per-refit signed KS statistics on
     the NaN-free rows (pass one modality at a time), at most ``ks_max_samples`` of them (a
     seeded random subset; sorting dominates the cost). with_sd=False skips the per-refit sd
-    (only the t-test's per-refit p-values use it).
+    (the t-test and the bayes method need it; KS does not).
     """
     before = _check_delta(before, "before")
     after = _check_delta(after, "after")
@@ -394,28 +401,99 @@ def concat(parts: list[Summary]) -> Summary:
 # --------------------------------------------------------------------------- decisions
 
 
-def decide_bayes(
-    s: Summary, *, alpha: float = 0.05, eps: float = 1e-8, min_z: float = 3.0
-) -> dict[str, np.ndarray]:
-    """MOVE's Bayesian decision approach from a :class:`Summary`.
+def pooled_sd(s: Summary) -> np.ndarray:
+    """SD of the change over all samples x refits (n_targets,), from the per-refit moments.
 
-    A call needs both MOVE's criterion (Bayesian-decision FDR <= alpha) and an effect outside
-    the bulk of this source's targets: |z_null| >= min_z, where z_null is the standardised
+    Total sum of squares = within refits (sum of (n_r - 1) sd_r^2) + between refits
+    (sum of n_r (mean_r - mean)^2), divided by n - 1. NaN where fewer than 2 values.
+    Needs a summary computed with ``with_sd=True``.
+    """
+    n_r = s.refit_n.astype(np.float64)
+    if np.isnan(s.refit_sd[n_r > 1]).any():
+        raise InputError(
+            "the bayes method needs summaries computed with with_sd=True (per-refit sd)"
+        )
+    with np.errstate(invalid="ignore"):
+        within = np.where(n_r > 1, (n_r - 1.0) * np.nan_to_num(s.refit_sd) ** 2, 0.0)
+        between = np.where(n_r > 0, n_r * np.nan_to_num(s.refit_mean - s.effect) ** 2, 0.0)
+        n = n_r.sum(axis=0)
+        var = (within.sum(axis=0) + between.sum(axis=0)) / np.where(n > 1, n - 1.0, np.nan)
+    return np.sqrt(var)
+
+
+def sign_probability(
+    s: Summary, *, prior_strength: float = PRIOR_STRENGTH
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P(delta > 0) over samples x refits, without a ceiling. Returns (prob_up, log_bf, z).
+
+    The fraction of positive changes k / n is MOVE's estimate (here ties, |delta| <=
+    SIGN_TOL, count half: a change of zero has no sign; MOVE counts them as down); it cannot tell apart two targets whose n changes all have one sign, and
+    MOVE's clip at 1e-8 gives them all the same score. Here p is the posterior mean of that
+    fraction under a Beta prior worth ``prior_strength`` (c) samples whose mean is the normal
+    approximation of the change's distribution, pi0 = Phi(z) with z = mean / sd over all
+    samples and refits (:func:`pooled_sd`):
+
+        p = (k + c * Phi(z)) / (n + c),   log_bf = log(k + c Phi(z)) - log(n - k + c Phi(-z))
+
+    With c = 1 and pi0 = 1/2 this is Jeffreys' estimate (k + 1/2) / (n + 1). Wherever the
+    data resolve the fraction (both signs seen) p stays within 1/n of k / n, so the calls are
+    essentially MOVE's; when every change has one sign the evidence keeps growing with how far the
+    distribution lies from zero (|log_bf| ~ log n + z^2 / 2), so strong hits still rank. The
+    tail is computed in log space (no underflow); sd is floored at SIGN_TOL and a mean change
+    within SIGN_TOL counts as none (z = 0). All arrays have shape (n_targets,); NaN where
+    the target has no values.
+    """
+    from scipy.special import log_ndtr
+
+    c = float(prior_strength)
+    if not c > 0:
+        raise InputError(f"prior_strength must be > 0, got {prior_strength}; for example 1.0")
+    n = s.n_valid.astype(np.float64)
+    ties = np.maximum(n - s.n_up - s.n_down, 0.0)
+    up, down = s.n_up + 0.5 * ties, s.n_down + 0.5 * ties
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = s.effect / np.maximum(pooled_sd(s), SIGN_TOL)
+        # a single value (no spread) or a mean change within SIGN_TOL: prior mean 1/2
+        z = np.where(np.abs(s.effect) > SIGN_TOL, np.nan_to_num(z, nan=0.0), 0.0)
+        log_up = np.logaddexp(np.log(up), np.log(c) + log_ndtr(z))
+        log_down = np.logaddexp(np.log(down), np.log(c) + log_ndtr(-z))
+        prob_up = np.exp(log_up - np.log(n + c))
+    empty = n <= 0
+    return (
+        np.where(empty, np.nan, prob_up),
+        np.where(empty, np.nan, log_up - log_down),
+        np.where(empty, np.nan, z),
+    )
+
+
+def decide_bayes(
+    s: Summary,
+    *,
+    alpha: float = 0.05,
+    prior_strength: float = PRIOR_STRENGTH,
+    min_z: float = 3.0,
+) -> dict[str, np.ndarray]:
+    """MOVE's Bayesian decision approach from a :class:`Summary` (computed with_sd=True).
+
+    The sign probability and Bayes factor come from :func:`sign_probability` (continuous,
+    no ceiling: strong hits keep their order). A call needs both MOVE's criterion
+    (Bayesian-decision FDR <= alpha over this source's targets) and an effect outside the
+    bulk of this source's targets: |z_null| >= min_z, where z_null is the standardised
     effect (effect / scale) against the empirical null (:func:`empirical_null`). Sign
     consistency alone calls every target that moves a hair in the same direction in every
     refit, which chance correlations in the training data make many targets do; ``min_z=0``
-    gives MOVE's calls exactly.
+    gives MOVE's rule.
 
     Returns per-target arrays (n_targets,): ``effect``, ``effect_std``, ``z_null``,
-    ``prob_up`` (P(delta > 0) over samples x refits), ``log_bf`` (log(p/(1-p)), |log_bf| <=
-    log(1/eps)), ``score`` (= |log_bf|), ``fdr`` (Bayesian decision rule), ``significant``.
+    ``prob_up`` (P(delta > 0) over samples x refits), ``log_bf`` (log(p/(1-p))), ``score``
+    (= |log_bf|), ``fdr`` (Bayesian decision rule), ``significant``.
     """
+    from scipy.special import expit
+
     alpha = _check_alpha(alpha)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = np.where(s.n_valid > 0, s.n_up / np.maximum(s.n_valid, 1), np.nan)
-        log_bf = np.log(p + eps) - np.log(1.0 - p + eps)
+    p, log_bf, _ = sign_probability(s, prior_strength=prior_strength)
     score = np.abs(log_bf)
-    error_prob = 1.0 / (1.0 + np.exp(score))  # P(other sign) = 1 - sigmoid(|log_bf|)
+    error_prob = expit(-score)  # P(other sign) = 1 - sigmoid(|log_bf|)
     fdr = bayes_decision_fdr(error_prob)
     effect_std = s.effect / _unit(s.scale, s.n_targets)
     z_null, _, _ = empirical_null(effect_std)
@@ -545,14 +623,14 @@ def bayes(
     delta: np.ndarray,
     *,
     alpha: float = 0.05,
-    eps: float = 1e-8,
+    prior_strength: float = PRIOR_STRENGTH,
     scale: np.ndarray | None = None,
     min_z: float = 3.0,
 ) -> dict[str, np.ndarray]:
     """:func:`decide_bayes` on delta (n_refits, n_samples, n_targets); scale default 1."""
     delta = _check_delta(delta)
     s = summarize(np.zeros_like(delta), delta, scale=_unit(scale, delta.shape[2]))
-    return decide_bayes(s, alpha=alpha, eps=eps, min_z=min_z)
+    return decide_bayes(s, alpha=alpha, prior_strength=prior_strength, min_z=min_z)
 
 
 def ttest(

@@ -593,7 +593,7 @@ def association_table(
         else:
             b, b_rows = (before[m] if valid.all() else before[m][:, valid]), None
         summary = associations.summarize_rows(
-            b, a, b_rows, scale=ctx.scale[m], with_ks=method == "ks", with_sd=method == "ttest"
+            b, a, b_rows, scale=ctx.scale[m], with_ks=method == "ks", with_sd=method != "ks"
         )
         base = (
             ctx.recon0_mean[m][rows[valid]].mean(axis=0, dtype=np.float64)
@@ -635,7 +635,7 @@ def association_table(
 
 
 def rank(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows by score (desc), ties (e.g. Bayes factors at the clip) by |effect_std| (desc)."""
+    """Rows by score (desc), exact ties (e.g. -log10 p capped at 300) by |effect_std| (desc)."""
     order = np.lexsort(
         (
             -np.nan_to_num(table["effect_std"].abs().to_numpy(), nan=-1.0),

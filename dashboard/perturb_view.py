@@ -17,6 +17,7 @@ import streamlit as st
 from dashboard import colors, plots, state, widgets
 
 MAX_ARROWS = 400  # samples drawn with a segment and a cone; the rest as points only
+NUMBER_FORMAT = "%.4g"  # every float column of the association and screen tables (1e-08, 0.0123)
 ALL = "(all samples)"
 HELP_METHOD = (
     "bayes: MOVE's sign-consistency Bayes factor + empirical-null effect filter; "
@@ -39,8 +40,13 @@ class Choice:
 
 def controls(ctx, run_path: str) -> Choice:
     """The perturbation widgets (feature, kind, size, statistics, subset); the subset can be
-    the samples selected on the Embeddings map of the run at ``run_path``."""
-    from core import perturb as core_perturb
+    the samples selected on the Embeddings map of the run at ``run_path``.
+
+    Every choice is bound to the URL (``state.bound``), so a copied link reopens the same
+    perturbation. Switching between a categorical and a continuous feature resets the kind
+    to that type's default (set a level / plus_std); a new feature resets "set to a value"
+    to its median.
+    """
     from core.associations import METHODS
 
     # categorical features (drugs, genotypes) first: they are the usual question
@@ -52,19 +58,27 @@ def controls(ctx, run_path: str) -> Choice:
     mod, _, name = feature.partition(":")
     t = ctx.pre.transforms[mod]
     categorical = ctx.kinds[mod] == "categorical"
-    kinds = core_perturb.CATEGORICAL_KINDS if categorical else core_perturb.PERTURB_KINDS
-    state.choose(state.PERT_KIND, kinds)
-    kind = c2.selectbox("Perturbation", kinds, key=state.PERT_KIND)
+    kind = c2.selectbox(
+        "Perturbation", _kind_options(ctx.kinds[mod]), **state.bound(state.PERT_KIND)
+    )
     value = None
     if categorical and kind == "set":
         levels = t.levels[t.var_names.index(name)]
         state.choose(state.PERT_LEVEL, levels, preferred=levels[-1])
-        value = float(levels.index(c3.selectbox("Set level to", levels, key=state.PERT_LEVEL)))
-    elif kind in ("set", "shift"):
-        column = ctx.data[mod][:, t.var_names.index(name)]
-        default = 1.0 if kind == "shift" else float(np.nanmedian(column))
-        label = "k (standard deviations)" if kind == "shift" else "value (data units)"
-        value = float(c3.number_input(label, value=default, key=f"{state.PERT_VALUE}_{kind}"))
+        level = c3.selectbox("Set level to", levels, **state.bound(state.PERT_LEVEL))
+        value = float(levels.index(level))
+    elif kind == "shift":
+        value = float(
+            c3.number_input("k (standard deviations)", value=1.0, **state.bound(state.PERT_SHIFT))
+        )
+    elif kind == "set":
+        median = float(np.nanmedian(ctx.data[mod][:, t.var_names.index(name)]))
+        if state.get(state.PERT_VALUE_FOR, feature) != feature:  # a new feature: its median
+            state.put(state.PERT_VALUE_SET, median)
+        state.put(state.PERT_VALUE_FOR, feature)
+        value = float(
+            c3.number_input("value (data units)", value=median, **state.bound(state.PERT_VALUE_SET))
+        )
     method = c4.selectbox("Statistics", METHODS, help=HELP_METHOD, **state.bound(state.PERT_METHOD))
     s1, s2 = st.columns(2)
     obs = ctx.obs
@@ -73,15 +87,36 @@ def controls(ctx, run_path: str) -> Choice:
     picked_label = f"(the {len(picked):,} samples selected on the Embeddings map)"
     options = [ALL, *([picked_label] if picked else []), *cat_cols]
     state.choose(state.PERT_SUBSET_COL, options)
-    sub_col = s1.selectbox("Perturb only samples with", options, key=state.PERT_SUBSET_COL)
+    sub_col = s1.selectbox(
+        "Perturb only samples with", options, **state.bound(state.PERT_SUBSET_COL)
+    )
     subset = None
     if sub_col == picked_label:
         subset = tuple(int(i) for i in np.flatnonzero(obs.index.isin(picked)))
     elif sub_col != ALL:
         levels = sorted(map(str, obs[sub_col].dropna().unique()))
         state.choose(state.PERT_SUBSET_VAL, levels)
-        subset = f"{sub_col}={s2.selectbox(sub_col, levels, key=state.PERT_SUBSET_VAL)}"
+        chosen = s2.selectbox(sub_col, levels, **state.bound(state.PERT_SUBSET_VAL))
+        subset = f"{sub_col}={chosen}"
     return Choice(feature, kind, value, subset, method, categorical)
+
+
+def _kind_options(data_kind: str) -> tuple[str, ...]:
+    """The perturbation kinds for a feature of ``data_kind``, with the kind widget's state
+    made valid first: a switch between a categorical and a continuous feature resets it to
+    that type's default (``core.perturb.default_kind``). Must run before the widget."""
+    from core import perturb as core_perturb
+
+    family = "categorical" if data_kind == "categorical" else "continuous"
+    kinds = (
+        core_perturb.CATEGORICAL_KINDS if family == "categorical" else core_perturb.PERTURB_KINDS
+    )
+    default = core_perturb.default_kind(data_kind)
+    if state.get(state.PERT_KIND_FOR, family) != family:  # the type changed: not a choice
+        state.put(state.PERT_KIND, default)
+    state.put(state.PERT_KIND_FOR, family)
+    state.choose(state.PERT_KIND, kinds, preferred=default)
+    return kinds
 
 
 def metrics(res, *, categorical: bool) -> None:
@@ -132,7 +167,13 @@ def screen_panel(ref, ctx, method: str) -> None:
                 f"{table['source'].nunique()} features of {smod} ({smethod}): "
                 f"{int(table['significant'].sum()):,} significant pairs."
             )
-            st.dataframe(table[table["significant"]], hide_index=True, height=300, width="stretch")
+            st.dataframe(
+                table[table["significant"]],
+                hide_index=True,
+                height=300,
+                width="stretch",
+                column_config=column_config(table),
+            )
             widgets.csv_download("Screen table (CSV)", table, f"{ref.name}_{smod}_screen.csv")
 
 
@@ -197,6 +238,16 @@ def pca_map(path: str, version: float):
     return embed.cached(
         Path(path), cache.latent(path, version), method="pca", n_components=3, seed=0
     )
+
+
+def column_config(table: pd.DataFrame) -> dict:
+    """st.dataframe column_config: every float column (effect, score, fdr, ...) in one number
+    format, so the association table and the screen table show p-values and FDRs alike."""
+    return {
+        c: st.column_config.NumberColumn(format=NUMBER_FORMAT)
+        for c in table.columns
+        if pd.api.types.is_float_dtype(table[c])
+    }
 
 
 def filter_table(

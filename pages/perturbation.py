@@ -43,10 +43,7 @@ with widgets.guard():
         on_select="rerun",
         selection_mode="single-row",
         key=state.PERT_TABLE,
-        column_config={
-            c: st.column_config.NumberColumn(format="%.4g")
-            for c in ("effect", "score", "fdr", "effect_std", "baseline")
-        },
+        column_config=pv.column_config(table),
     )
     rows = event.selection.rows if event is not None else []
     picked = shown["target"].iloc[rows[0]] if rows and rows[0] < len(shown) else None

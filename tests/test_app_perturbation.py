@@ -1,5 +1,7 @@
 """AppTest: the Perturbation page on the tiny run (one refit, 200 samples)."""
 
+import json
+
 import numpy as np
 from st_apptest import assert_clean, figure, new_app, open_page
 
@@ -88,3 +90,83 @@ def test_samples_selected_on_the_embeddings_map_are_the_subset(ole_dirs):
     assert_clean(at)
     base = figure(at, "pert_map")["data"][0]
     assert 0 < len(base["x"]) <= 12  # only selected samples (those not yet at the drug level)
+
+
+def test_kind_resets_when_switching_between_categorical_and_continuous(ole_dirs):
+    at = open_page("perturbation")
+    options = at.selectbox(key="pert_feature").options
+    drugs = [f for f in options if f.startswith("drug:")]
+    proteins = [f for f in options if f.startswith("protein:")]
+    assert at.selectbox(key="pert_kind").value == "set"  # drug01, set level 1
+    at.selectbox(key="pert_feature").select(proteins[0]).run()
+    assert at.selectbox(key="pert_kind").value == "plus_std"  # not "set to the median"
+    assert not at.number_input  # no value widget for plus_std
+    assert_clean(at)
+    # a kind chosen for one continuous feature stays for the next one; the value follows
+    at.selectbox(key="pert_kind").select("set").run()
+    first = at.number_input(key="pert_value_set").value
+    at.number_input(key="pert_value_set").set_value(first + 1.0).run()
+    at.selectbox(key="pert_feature").select(proteins[1]).run()
+    assert at.selectbox(key="pert_kind").value == "set"
+    ctx_median = at.number_input(key="pert_value_set").value
+    assert ctx_median != first + 1.0  # the new feature's median, not the old value
+    # back to a categorical feature: set a level again; its kind then stays across drugs
+    at.selectbox(key="pert_feature").select(drugs[1]).run()
+    assert at.selectbox(key="pert_kind").value == "set"
+    at.selectbox(key="pert_kind").select("max").run()
+    at.selectbox(key="pert_feature").select(drugs[2]).run()
+    assert at.selectbox(key="pert_kind").value == "max"
+    assert_clean(at)
+
+
+def test_a_copied_link_reopens_the_same_perturbation(ole_dirs):
+    """Issue 4: every option of the page is in the URL; reopening the query string gives the
+    same feature, kind, size, subset and method."""
+    from core.runs import load_run
+
+    obs = load_run(ole_dirs.runs / ole_dirs.run_name).load_data().obs
+    tissue = sorted(map(str, obs["tissue"].unique()))[-1]
+    query = {
+        "pert_feature": "protein:P03",
+        "pert_kind": "shift",
+        "pert_value_shift": "2.5",
+        "pert_subset_col": "tissue",
+        "pert_subset_val": tissue,
+        "pert_method": "ttest",
+    }
+    at = open_page("perturbation", **query)
+    assert_clean(at)
+    assert at.selectbox(key="pert_feature").value == "protein:P03"
+    assert at.selectbox(key="pert_kind").value == "shift"
+    assert at.number_input(key="pert_value_shift").value == 2.5
+    assert at.selectbox(key="pert_subset_col").value == "tissue"
+    assert at.selectbox(key="pert_subset_val").value == tissue
+    assert at.selectbox(key="pert_method").value == "ttest"
+    base = figure(at, "pert_map")["data"][0]
+    # only that tissue (those of its samples that have the protein modality)
+    assert 0 < len(base["x"]) <= int((obs["tissue"].astype(str) == tissue).sum()) < len(obs)
+    assert "p_value" in at.dataframe[0].value.columns
+    # a categorical level and a continuous value come back too
+    at = open_page("perturbation", pert_feature="drug:drug02", pert_kind="set", pert_level="0")
+    assert at.selectbox(key="pert_level").value == "0"
+    at = open_page(
+        "perturbation", pert_feature="protein:P02", pert_kind="set", pert_value_set="0.25"
+    )
+    assert at.selectbox(key="pert_kind").value == "set"  # a link's kind is not reset
+    assert at.number_input(key="pert_value_set").value == 0.25
+    assert_clean(at)
+    # and every option widget writes itself to the URL
+    for key in ("pert_feature", "pert_kind", "pert_method"):
+        assert at.selectbox(key=key).proto.query_param_key == key
+    assert at.number_input(key="pert_value_set").proto.query_param_key == "pert_value_set"
+
+
+def test_association_and_screen_tables_format_numbers_alike(ole_dirs):
+    at = open_page("perturbation")
+    next(b for b in at.button if b.label == "Run screen").click().run(timeout=120)
+    assert_clean(at)
+    assoc_cols = json.loads(at.dataframe[0].proto.columns)
+    screen_cols = json.loads(at.dataframe[1].proto.columns)
+    for col in ("effect", "score", "fdr"):
+        fmt = assoc_cols[col]["type_config"]["format"]
+        assert fmt == screen_cols[col]["type_config"]["format"] == "%.4g", col

@@ -84,19 +84,73 @@ def test_squeeze_var_shrinks_toward_the_common_variance():
     assert post.std() < var.std() / 3
 
 
-def test_bayes_probability_and_clipping():
+def test_bayes_probability_is_the_sign_fraction_where_resolved():
     delta = np.zeros((2, 4, 3))
     delta[:, :, 0] = 1.0  # always up
     delta[:, :, 1] = -1.0  # always down
-    delta[:, :2, 2] = 1.0  # half up, half zero -> p = 0.5
-    out = assoc.bayes(delta, eps=1e-8, min_z=0.0)
-    np.testing.assert_allclose(out["prob_up"], [1.0, 0.0, 0.5])
-    assert out["log_bf"][0] == pytest.approx(np.log(1 + 1e-8) - np.log(1e-8))
+    delta[:, :2, 2] = 1.0  # half up, half zero (ties count half) -> p = 0.75
+    out = assoc.bayes(delta, min_z=0.0)
+    n = 8
+    # all-up with no spread: (n + 1 * Phi(huge)) / (n + 1) -> 1, and no clip at 1e-8
+    assert out["prob_up"][0] == pytest.approx(1.0) and out["prob_up"][1] == pytest.approx(0.0)
+    assert out["log_bf"][0] > np.log(1e8) and np.isfinite(out["log_bf"][0])
     assert out["log_bf"][1] == pytest.approx(-out["log_bf"][0])
-    assert out["log_bf"][2] == pytest.approx(0.0)
+    assert out["prob_up"][2] == pytest.approx(0.75, abs=1 / n)
     assert out["significant"].tolist() == [True, True, False]
-    # both clipped targets tie and share one FDR
+    # the two symmetric targets tie and share one FDR
     assert out["fdr"][0] == out["fdr"][1]
+    # where both signs are seen, p is the fraction of positive changes (within 1/n)
+    rng = np.random.default_rng(0)
+    mixed = rng.normal(0.5, 1.0, size=(4, 500, 5))
+    frac = (mixed > 0).mean(axis=(0, 1))
+    np.testing.assert_allclose(assoc.bayes(mixed)["prob_up"], frac, atol=1 / mixed[..., 0].size)
+
+
+def test_bayes_score_has_no_ceiling_and_ranks_strong_hits():
+    """MOVE's clipped fraction gives every all-one-sign target the same score (18.42) and
+    FDR (1e-8); the score must keep ordering them by how far the change is from zero."""
+    rng = np.random.default_rng(1)
+    shifts = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 1000.0])
+    noise = rng.uniform(-0.5, 0.5, size=(3, 200, shifts.size))
+    delta = np.concatenate([shifts + noise, -(shifts + noise)], axis=2)  # all one sign
+    delta = np.concatenate([delta, rng.normal(0.0, 1.0, size=(3, 200, 30))], axis=2)
+    out = assoc.bayes(delta, min_z=0.0)
+    k = shifts.size
+    for block in (slice(0, k), slice(k, 2 * k)):
+        score = out["score"][block]
+        assert np.isfinite(score).all() and (np.diff(score) > 0).all(), score
+        assert (score > np.log(1e8) + 1e-6).sum() >= k - 1  # past MOVE's ceiling
+        fdr = out["fdr"][block]  # distinct too (it underflows to 0 only past |log_bf| ~ 745)
+        assert (np.diff(fdr[:4]) < 0).all() and (fdr[:4] > 0).all() and (fdr >= 0).all()
+    np.testing.assert_allclose(out["score"][:k], out["score"][k : 2 * k])  # sign-symmetric
+    assert (np.sign(out["log_bf"][:k]) == 1).all() and (
+        np.sign(out["log_bf"][k : 2 * k]) == -1
+    ).all()
+    # the strong hits outrank every unrelated target
+    assert out["score"][: 2 * k].min() > out["score"][2 * k :].max()
+
+
+def test_bayes_no_change_is_no_evidence():
+    delta = np.zeros((2, 50, 2))
+    delta[:, :, 1] = 1e-9  # float32 noise, below SIGN_TOL: a tie
+    out = assoc.bayes(delta, min_z=0.0)
+    np.testing.assert_allclose(out["prob_up"], 0.5)
+    np.testing.assert_allclose(out["score"], 0.0, atol=1e-12)
+    assert not out["significant"].any()
+
+
+def test_bayes_prior_strength_and_sd_checks():
+    delta = np.ones((2, 5, 2))
+    with pytest.raises(InputError, match="prior_strength"):
+        assoc.bayes(delta, prior_strength=0.0)
+    s = assoc.summarize_rows(np.zeros((2, 5, 2)), delta, None, with_sd=False)
+    with pytest.raises(InputError, match="with_sd=True"):
+        assoc.decide_bayes(s)
+    # pooled sd over samples x refits from the per-refit moments
+    rng = np.random.default_rng(2)
+    d = rng.normal(size=(3, 40, 4)) + rng.normal(size=(3, 1, 4))
+    s = assoc.summarize(np.zeros_like(d), d)
+    np.testing.assert_allclose(assoc.pooled_sd(s), d.reshape(-1, 4).std(axis=0, ddof=1))
 
 
 def test_bayes_ignores_nan_samples():
