@@ -3,6 +3,10 @@
 A field becomes: Literal -> selectbox of its choices; bool -> checkbox; int / float -> number
 input; ``X | None`` -> the same, empty meaning None; str -> text input. dict / list fields are
 skipped (the page builds those from the data: conditions, modalities).
+
+Also the small rules that keep widget values valid when their options or defaults change
+under them (another dataset, another model, a deleted run): :func:`valid_choices`,
+:func:`follow_defaults`.
 """
 
 from __future__ import annotations
@@ -11,16 +15,31 @@ import dataclasses
 import json
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import streamlit as st
 
+from dashboard import state
+
+_UNSET = object()
 LABELS = {
     "n_latent": "latent dimensions", "n_hidden": "hidden units", "n_layers": "hidden layers",
     "beta": "beta (KL weight)", "refits": "ensemble refits", "lr": "learning rate",
     "kl_warmup_epochs": "KL warm-up epochs", "patience": "early-stopping patience",
     "translator_target": "translation target", "n_top_genes": "top variable genes",
+}  # fmt: skip
+# (min, max) of numeric fields, as core's config dataclasses check them (None: no bound); the
+# number inputs enforce them, so most out-of-range values cannot be typed in the first place.
+# Open bounds (lr > 0, dropout < 1) get the nearest value a user would type.
+BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "n_latent": (1, None), "n_hidden": (1, None), "n_layers": (1, None),
+    "dropout": (0.0, 0.99), "modality_dropout": (0.0, 0.99),
+    "epochs": (1, None), "batch_size": (1, None), "lr": (1e-7, None), "weight_decay": (0.0, None),
+    "beta": (0.0, None), "kl_warmup_epochs": (0, None), "patience": (0, None),
+    "min_delta": (0.0, None), "grad_clip": (0.0, None), "seed": (0, None), "refits": (1, 100),
+    "checkpoint_seconds": (0.0, None), "val_frac": (0.0, 0.95), "test_frac": (0.0, 0.95),
+    "split_seed": (0, None),
 }  # fmt: skip
 
 
@@ -58,6 +77,7 @@ def field_input(
     """One widget for a dataclass field; returns the chosen value (typed)."""
     label = LABELS.get(name, name.replace("_", " "))
     tp, optional = _unwrap_optional(tp)
+    lo, hi = BOUNDS.get(name, (None, None))
     if typing.get_origin(tp) is Literal or choices is not None:
         options = list(choices if choices is not None else typing.get_args(tp))
         if optional and None not in options:
@@ -77,6 +97,8 @@ def field_input(
         return container.number_input(
             label,
             value=None if default is None else int(default),
+            min_value=None if lo is None else int(lo),
+            max_value=None if hi is None else int(hi),
             step=1,
             key=key,
             help=help,
@@ -86,6 +108,8 @@ def field_input(
         return container.number_input(
             label,
             value=None if default is None else float(default),
+            min_value=None if lo is None else float(lo),
+            max_value=None if hi is None else float(hi),
             format="%g",
             key=key,
             help=help,
@@ -138,3 +162,33 @@ def set_args(section: str, values: Mapping[str, Any]) -> list[str]:
     for name, value in values.items():
         args += ["--set", f"{section}.{name}={json.dumps(value)}"]
     return args
+
+
+def valid_choices(key: str, options: Sequence[Any], default: Sequence[Any]) -> list[Any] | None:
+    """Before the multiselect ``key`` (e.g. bound to the URL) is drawn with these ``options``:
+    drop chosen values that are no longer options (none left -> ``default``). Returns what to
+    pass as the widget's ``default=``: ``default`` on first draw (a URL value still wins), None
+    once the widget has a value (Streamlit warns when both are set)."""
+    default = [v for v in default if v in options]
+    chosen = state.get(key)
+    if chosen is None:
+        return default
+    kept = [v for v in chosen if v in options]
+    if kept != list(chosen):
+        state.put(key, kept or default)
+    return None
+
+
+def follow_defaults(memo_key: str, context: Any, defaults: Mapping[str, Any]) -> None:
+    """Before the widgets keyed by ``defaults`` ({widget key: default}) are drawn: when the
+    ``context`` the defaults come from changes (e.g. (dataset, model)), give every widget the
+    new default unless the user changed it from the one shown before. Needed because a keyed
+    widget keeps its value when its ``value=`` argument changes. ``memo_key``: the state key
+    that remembers the (context, defaults) shown last."""
+    shown = state.get(memo_key)
+    if shown is not None and shown[0] != context:
+        for key, new in defaults.items():
+            current = state.get(key, _UNSET)
+            if current is not _UNSET and current == shown[1].get(key, _UNSET) and current != new:
+                state.put(key, new)
+    state.put(memo_key, (context, dict(defaults)))

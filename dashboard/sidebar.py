@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +13,8 @@ from dashboard import cache, state
 from dashboard.settings import get_settings
 
 STATE_ICONS = {"done": "✓", "running": "⟳", "queued": "…", "failed": "✗", "cancelled": "⊘"}
+LIVE_STATES = ("queued", "running")
+LIVE_SECONDS = 2.0  # how often the caption of a training run is refreshed
 
 
 def dataset_options() -> list[str]:
@@ -77,17 +81,49 @@ def render() -> None:
         help="Trained models for this dataset, newest first.",
         **state.bound(state.RUN),
     )
-    if state.run():
-        row = runs[runs["name"].astype(str) == state.run()].iloc[0]
-        run_state = str(row.get("state", ""))
-        bits = [f"{STATE_ICONS.get(run_state, '?')} {run_state}"]
-        bits += [
-            f"{k.replace('_', ' ')}: {row[k]}"
-            for k in ("model", "n_latent", "epoch")
-            if k in row and pd.notna(row[k])
-        ]
-        sb.caption(" · ".join(bits))
+    if name := state.run():
+        row = runs[runs["name"].astype(str) == name].iloc[0]
+        with sb:
+            run_caption(row.to_dict(), settings.runs_dir / name)
     sb.caption(f"Runs in `{_short(settings.runs_dir)}`")
+
+
+def caption_text(row: Mapping, status: Mapping | None = None) -> str:
+    """The run's caption, e.g. "✓ done · model: vae · n latent: 10 · epoch: 42", from a
+    list_runs row; ``status`` (a fresher status.json) overrides the row's state and epoch.
+    Whole numbers print as such (a column with a missing value is float in pandas: 32.0)."""
+    status = status or {}
+    run_state = str(status.get("state") or row.get("state") or "")
+    bits = [f"{STATE_ICONS.get(run_state, '?')} {run_state}"]
+    values = {"model": row.get("model"), "n_latent": row.get("n_latent"), "epoch": row.get("epoch")}
+    if status.get("epoch") is not None:
+        values["epoch"] = status["epoch"]
+    for key, value in values.items():
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        text = f"{key.replace('_', ' ')}: {value}"
+        if key == "epoch" and run_state in LIVE_STATES and status.get("n_epochs"):
+            text += f"/{int(status['n_epochs'])}"
+        bits.append(text)
+    return " · ".join(bits)
+
+
+def run_caption(row: Mapping, path: Path) -> None:
+    """The chosen run's caption; while it trains it is re-read from status.json every 2 s (the
+    sidebar is not redrawn by the Train page's live panel, so it would show a stale epoch)."""
+    from dashboard import training
+
+    if str(row.get("state")) not in LIVE_STATES:
+        st.caption(caption_text(row))
+        return
+
+    @st.fragment(run_every=LIVE_SECONDS)
+    def live() -> None:
+        st.caption(caption_text(row, training.read_status(path)))
+
+    live()
 
 
 def _short(path: Path) -> str:

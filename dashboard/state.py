@@ -141,3 +141,17 @@ def selection(run_path: str) -> tuple[str, ...]:
     """Sample ids selected on the Embeddings map for this run (empty when none)."""
     picked = st.session_state.get(EMB_SELECTION)
     return picked[1] if picked and picked[0] == str(run_path) else ()
+
+
+# Added for the Data / Train pages' URL-bound options and the Train form (append only)
+DATA_SPLIT = "data_split"  # Data page: "Split by" metadata column
+TRAIN_FORM = "train_form_open"  # Train page: whether the new-run expander is open
+TRAIN_FORM_DEFAULTS = "_train_form_defaults"  # ((dataset, model), {widget key: default shown})
+TRAIN_MODEL_DEFAULT = "_train_model_default"  # (dataset, {model picker key: default model})
+TRAIN_FOLD = "_train_fold_form"  # a run was just launched: fold the new-run form on the next run
+
+# Perturbation page, URL-bound values and what they were chosen for (added for issue 4/5 fixes)
+PERT_VALUE_SET = "pert_value_set"  # continuous "set": the value in data units
+PERT_SHIFT = "pert_value_shift"  # "shift": k standard deviations
+PERT_KIND_FOR = "pert_kind_for"  # "categorical" / "continuous": the feature type of PERT_KIND
+PERT_VALUE_FOR = "pert_value_for"  # the feature "MOD:FEATURE" PERT_VALUE_SET was chosen for

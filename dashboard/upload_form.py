@@ -1,4 +1,11 @@
-"""The Data page's upload form: files -> validated dataset folder under OLE_UPLOAD_DIR."""
+"""The Data page's upload form: files -> validated dataset folder under OLE_UPLOAD_DIR.
+
+The uploaders accept any file type, so that a wrong file reaches :mod:`dashboard.uploads` and is
+refused there by name, with the accepted types (with ``type=`` the browser would drop it and the
+form would only say that no file was uploaded). Sizes: the uploader itself can only enforce
+whole megabytes, so it gets the limit rounded up and the exact limit is checked here, with
+the same figure as the help text.
+"""
 
 from __future__ import annotations
 
@@ -14,36 +21,45 @@ HELP = (
     "One **.h5ad / .h5mu** file, or **one table per modality** (CSV / TSV / Parquet; samples in "
     "rows, first column the sample id; the file name is the modality name, e.g. `rna.csv`, "
     "`protein.csv`) plus an optional **metadata table** (sample id + columns such as tissue or "
-    "age). Limit: {mb:g} MB per file (OLE_MAX_UPLOAD_MB)."
+    "age). Limit: {limit} per file (OLE_MAX_UPLOAD_MB){rounded}."
 )
+ROUNDED = "; the upload box shows it rounded up to {mb} MB"
+
+
+def browser_limit_mb(max_upload_mb: float) -> int:
+    """The uploader's own cap (whole MB, at least 1): the limit rounded up, so every file up to
+    the real limit gets through and a bigger one is refused here by name."""
+    return max(1, math.ceil(max_upload_mb))
 
 
 def upload_form(settings: Settings) -> None:
     """Draw the form; on submit validate + save, select the new dataset, or show the error."""
-    st.markdown(HELP.format(mb=settings.max_upload_mb))
-    limit_mb = max(1, math.ceil(settings.max_upload_mb))  # the browser refuses bigger files too
+    limit_mb = browser_limit_mb(settings.max_upload_mb)
+    limit = uploads.format_mb(settings.max_upload_bytes)
+    rounded = ROUNDED.format(mb=limit_mb) if limit != f"{limit_mb} MB" else ""
+    st.markdown(HELP.format(limit=limit, rounded=rounded))
     with st.form("upload", clear_on_submit=False):
         name = st.text_input("Dataset name", key=state.DATA_UPLOAD_NAME, placeholder="my_study")
         files = st.file_uploader(
-            "Data files",
-            type=uploads.UPLOAD_TYPES,
+            uploads.DATA_BOX,
             accept_multiple_files=True,
+            help=f"{uploads.ACCEPTED} files; at most {limit} each.",
             key=state.DATA_UPLOAD_FILES,
             max_upload_size=limit_mb,
         )
         obs_file = st.file_uploader(
-            "Metadata table (optional)",
-            type=["csv", "tsv", "txt", "parquet"],
+            f"{uploads.OBS_BOX} (optional)",
+            help=f"A {uploads.TABLES_ACCEPTED} table; at most {limit}.",
             key=state.DATA_UPLOAD_OBS,
             max_upload_size=limit_mb,
         )
         kinds_text = st.text_input(
-            "Kinds (optional)",
+            f"{uploads.KINDS_BOX} (optional)",
             placeholder="rna=counts, protein=continuous",
             help="Override an inferred modality kind: counts, proportion, "
             "continuous or categorical.",
         )
-        replace = st.checkbox("Replace a dataset with the same name")
+        replace = st.checkbox(uploads.REPLACE_BOX)
         submitted = st.form_submit_button("Validate and save", type="primary")
     if not submitted:
         return
@@ -63,7 +79,13 @@ def upload_form(settings: Settings) -> None:
             overwrite=replace,
         )
     except InputError as exc:
-        st.error(widgets.user_message(exc), icon=":material/error:")
+        message = widgets.user_message(exc)
+        if not files:  # the uploader refuses files over its cap before Python sees them
+            message += (
+                f" (a file over {limit_mb} MB never reaches the server: the box itself refuses "
+                "it and marks it in red)"
+            )
+        st.error(message, icon=":material/error:")
         return
     cache.load_dataset.clear()
     state.request_dataset(name)

@@ -4,11 +4,16 @@ Layout of an upload folder: one .h5mu / .h5ad file, or one table per modality na
 ``<modality>.<csv|tsv|txt|parquet>`` plus ``obs.<ext>`` (the metadata table), plus an optional
 ``kinds.json`` with kind overrides. The folder is written under a temporary name, loaded with
 ``core.data.load`` (which validates it), and only then renamed into place.
+
+Messages speak of what the user uploaded: core's errors name the temporary paths and the CLI's
+options (``--kind rna=categorical``); :func:`user_words` maps them back to the uploaded file
+names and to this form's boxes.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import uuid
@@ -21,19 +26,75 @@ from dashboard.cache import KINDS_FILE
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
 TABLE_EXTS = (".csv", ".tsv", ".txt", ".parquet")
 H5_EXTS = (".h5ad", ".h5mu")
-UPLOAD_TYPES = ["csv", "tsv", "txt", "parquet", "h5ad", "h5mu"]
+ACCEPTED = ".h5ad, .h5mu, .csv, .tsv, .txt or .parquet"
+TABLES_ACCEPTED = ".csv, .tsv, .txt or .parquet"
+# Boxes of the upload form (dashboard/upload_form.py), named in messages
+DATA_BOX, OBS_BOX, KINDS_BOX = "Data files", "Metadata table", "Kinds"
+REPLACE_BOX = "Replace a dataset with the same name"
+# core's CLI hints -> the upload form's words (applied in order)
+CLI_HINTS: list[tuple[str, str]] = [
+    (r"\(use --kind (\S+?)=(\S+?) for ([^)]*)\)", rf"(for \3, set \1=\2 in the {KINDS_BOX} box)"),
+    (r"\(--kind (\S+?)=(\S+?)\)", rf"(set \1=\2 in the {KINDS_BOX} box)"),
+    (r"name it obs\.csv or pass it with --obs", f"upload it in the {OBS_BOX} box"),
+    (r"pass it with --obs", f"upload it in the {OBS_BOX} box"),
+    (r"\(--obs\)", f"({OBS_BOX} box)"),
+    (r"\(--data SRC\)", f"({DATA_BOX} box)"),
+    (r"--kind (\S+?)=(\S+)", rf"\1=\2 in the {KINDS_BOX} box"),
+    (r"--kind\b", f"the {KINDS_BOX} box"),
+    (r"--obs\b", f"the {OBS_BOX} box"),
+    (r"--data\b", f"the {DATA_BOX} box"),
+]
 
 
 def _suffix(filename: str) -> str:
     return Path(filename).suffix.lower()
 
 
+def format_mb(n_bytes: float, *, digits: int = 2) -> str:
+    """Bytes as MB, ``digits`` significant digits, never in exponent notation:
+    52428 -> "0.05 MB", 200 * 2**20 -> "200 MB", 947000 -> "0.9 MB"."""
+    mb = n_bytes / 2**20
+    decimals = max(0, digits - 1 - math.floor(math.log10(mb))) if mb > 0 else 0
+    text = f"{mb:.{decimals}f}"
+    return (text.rstrip("0").rstrip(".") if "." in text else text) + " MB"
+
+
 def check_size(filename: str, n_bytes: int, *, max_bytes: int) -> None:
-    if n_bytes > max_bytes:
-        raise InputError(
-            f"{filename} is {n_bytes / 2**20:.1f} MB, over the upload limit of "
-            f"{max_bytes / 2**20:.0f} MB; subsample it, or raise OLE_MAX_UPLOAD_MB"
-        )
+    """InputError naming the file, its size and the limit, in the same units as the form's
+    help text (MB, 2 significant digits; exact bytes when that does not tell them apart)."""
+    if n_bytes <= max_bytes:
+        return
+    size, limit = format_mb(n_bytes), format_mb(max_bytes)
+    if size == limit:  # just over the limit: "0.05 MB, over the limit of 0.05 MB" says nothing
+        size, limit = f"{n_bytes:,} bytes", f"{limit} ({max_bytes:,} bytes)"
+    raise InputError(
+        f"{filename} is {size}, over the upload limit of {limit} per file; subsample it, or "
+        "raise OLE_MAX_UPLOAD_MB"
+    )
+
+
+def user_words(
+    message: str,
+    *,
+    folder: Path | None = None,
+    label: str = "",
+    names: Mapping[str, str] | None = None,
+) -> str:
+    """``message`` in the words of the upload form: CLI hints name the form's boxes; paths
+    inside the server's ``folder`` lose the folder (any spelling of it, e.g. resolved); the
+    folder itself reads ``label``; file names the server chose (``names`` keys: "obs.csv")
+    read as the user's (``names`` values: "meta.csv")."""
+    for pattern, repl in CLI_HINTS:
+        message = re.sub(pattern, repl, message)
+    if folder is not None:
+        tag = re.escape(folder.name)
+        message = re.sub(rf"[^\s'\"(]*{tag}[/\\]", "", message)
+        message = re.sub(rf"[^\s'\"(]*{tag}(?![\w.-])", label, message)
+    names = names or {}
+    for key in sorted(names, key=len, reverse=True):
+        if names[key] != key:
+            message = re.sub(rf"(?<![\w./\\-]){re.escape(key)}(?![\w-])", names[key], message)
+    return message
 
 
 def plan_files(
@@ -42,13 +103,17 @@ def plan_files(
     """Map uploaded files to their names inside the dataset folder ``name`` (validates the mix);
     a single .h5ad/.h5mu is stored as ``<name>.<ext>`` so the dataset keeps the chosen name."""
     if not files:
-        raise InputError("no data file uploaded; add an .h5ad/.h5mu file or one table per modality")
+        raise InputError(
+            f"no data file uploaded; add one table per modality ({TABLES_ACCEPTED}) or one "
+            f".h5ad/.h5mu file in the {DATA_BOX} box"
+        )
     h5 = [f for f in files if _suffix(f[0]) in H5_EXTS]
     tables = [f for f in files if _suffix(f[0]) in TABLE_EXTS]
     other = [f[0] for f in files if _suffix(f[0]) not in H5_EXTS + TABLE_EXTS]
     if other:
         raise InputError(
-            f"{other[0]}: unsupported file type; use .h5ad, .h5mu, .csv, .tsv or .parquet"
+            f"{other[0]}: unsupported file type {_suffix(other[0]) or '(no extension)'}; "
+            f"upload {ACCEPTED} files"
         )
     if h5 and (tables or len(h5) > 1):
         raise InputError(
@@ -62,7 +127,7 @@ def plan_files(
         mod = re.sub(r"[^A-Za-z0-9_-]", "_", Path(fname).stem) or "data"
         if mod.lower() in ("obs", "metadata"):
             raise InputError(
-                f"{fname}: name the metadata table in the metadata box, not as a modality"
+                f"{fname}: put the metadata table in the {OBS_BOX} box, not among the data files"
             )
         key = f"{mod}{_suffix(fname)}"
         if any(Path(k).stem == mod for k in out):
@@ -72,7 +137,10 @@ def plan_files(
         out[key] = blob
     if obs is not None:
         if _suffix(obs[0]) not in TABLE_EXTS:
-            raise InputError(f"{obs[0]}: the metadata table must be .csv, .tsv or .parquet")
+            raise InputError(
+                f"{obs[0]}: unsupported file type {_suffix(obs[0]) or '(no extension)'} for the "
+                f"metadata table; upload a {TABLES_ACCEPTED} table"
+            )
         out[f"obs{_suffix(obs[0])}"] = obs[1]
     return out
 
@@ -104,12 +172,13 @@ def save_upload(
         raise InputError(f"{name!r} is a built-in dataset; choose another name for your upload")
     for fname, blob in [*files, *([obs] if obs else [])]:
         check_size(fname, len(blob), max_bytes=max_bytes)
+    planned = plan_files(name, files, obs)  # what is wrong with the files first
     target = upload_dir / name
     if target.exists() and not overwrite:
         raise InputError(
-            f"a dataset named {name!r} already exists; choose another name or tick 'replace'"
+            f"a dataset named {name!r} already exists; choose another name or tick '{REPLACE_BOX}'"
         )
-    planned = plan_files(name, files, obs)
+    originals = _original_names(name, files, obs)
     upload_dir.mkdir(parents=True, exist_ok=True)
     tmp = upload_dir / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -120,7 +189,18 @@ def save_upload(
             (tmp / KINDS_FILE).write_text(json.dumps(dict(kinds)))
         h5 = [tmp / f for f in planned if Path(f).suffix in H5_EXTS]
         sources = [str(h5[0])] if h5 else [str(tmp)]
-        mdata = data.load(sources, kinds=dict(kinds) if kinds else None, max_file_bytes=max_bytes)
+        try:
+            mdata = data.load(
+                sources, kinds=dict(kinds) if kinds else None, max_file_bytes=max_bytes
+            )
+        except InputError as exc:
+            text = user_words(str(exc), folder=tmp, label=name, names=originals)
+            raise type(exc)(text) from None
+        warnings = mdata.uns.get("warnings")
+        if warnings is not None:
+            mdata.uns["warnings"] = [
+                user_words(str(w), folder=tmp, label=name, names=originals) for w in warnings
+            ]
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
@@ -130,9 +210,29 @@ def save_upload(
     return mdata
 
 
+def _original_names(
+    name: str, files: Sequence[tuple[str, bytes]], obs: tuple[str, bytes] | None
+) -> dict[str, str]:
+    """File name inside the upload folder -> the uploaded file's name (see plan_files)."""
+    out = {}
+    for fname, _ in files:
+        ext = _suffix(fname)
+        stem = name if ext in H5_EXTS else re.sub(r"[^A-Za-z0-9_-]", "_", Path(fname).stem)
+        out[f"{stem or 'data'}{ext}"] = Path(fname).name
+    if obs is not None:
+        out[f"obs{_suffix(obs[0])}"] = Path(obs[0]).name
+    return out
+
+
 def parse_kinds(text: str) -> dict[str, str]:
     """'rna=counts, protein=continuous' -> dict (empty text -> {})."""
-    from core.cli import parse_assignments
-
-    items = [t for t in re.split(r"[,\s]+", text or "") if t]
-    return parse_assignments(items, flag="kinds")
+    out: dict[str, str] = {}
+    for item in (t for t in re.split(r"[,\s]+", text or "") if t):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise InputError(
+                f"{KINDS_BOX}: expected MODALITY=KIND, got {item!r}; for example "
+                "rna=counts, protein=continuous"
+            )
+        out[key.strip()] = value.strip()
+    return out

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import cache, plots, state, upload_form
+from dashboard import cache, forms, plots, state, upload_form
 from dashboard.settings import get_settings
 
 settings = get_settings()
@@ -52,12 +52,13 @@ st.subheader("Feature distributions")
 features = [f"{m}:{v}" for m in mdata.mod for v in mdata.mod[m].var_names]
 default = features[: min(2, len(features))]
 left, right = st.columns([3, 1])
+# in the URL; another dataset's features are dropped (none left: this dataset's first two)
 chosen = left.multiselect(
     "Features (type to search across all modalities)",
     features,
-    default=default,
+    default=forms.valid_choices(state.DATA_FEATURES, features, default),
     max_selections=6,
-    key=f"{state.DATA_FEATURES}:{name}",  # one selection per dataset
+    **state.bound(state.DATA_FEATURES),
 )
 obs = mdata.obs
 groups_ok = [
@@ -65,7 +66,7 @@ groups_ok = [
     for c in obs.columns
     if isinstance(obs[c].dtype, pd.CategoricalDtype) and obs[c].nunique() <= 12
 ]
-split_by = right.selectbox("Split by", ["(none)", *groups_ok])
+split_by = right.selectbox("Split by", ["(none)", *groups_ok], **state.bound(state.DATA_SPLIT))
 cols = st.columns(2)
 for i, feat in enumerate(chosen):
     mod, var = feat.split(":", 1)
@@ -75,11 +76,12 @@ for i, feat in enumerate(chosen):
         groups = {var: values}
     else:
         labels = obs[split_by].astype(str).to_numpy()
-        groups = {lv: values[labels == lv] for lv in sorted(set(labels))}
+        groups = {lv: values[labels == lv] for lv in plots.category_levels(obs[split_by])}
     present = int(np.isfinite(values).sum())
     cols[i % 2].plotly_chart(
         plots.histograms(
             groups,
+            colors=plots.level_colors(list(groups)),
             title=f"{feat} ({present:,} samples)",
             xlabel=mdata.mod[mod].uns.get("kind", "value"),
         ),

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import cache, plots, state, train_parts, training
+from dashboard import cache, forms, plots, state, train_parts, training
 from dashboard.settings import get_settings
 
 settings = get_settings()
@@ -19,9 +19,7 @@ mdata = cache.load_dataset(
     max_file_bytes=settings.max_upload_bytes,
 )
 
-with st.expander(
-    f"New run on **{dataset}**", icon=":material/add_circle:", expanded=not state.run()
-):
+with train_parts.form_expander(dataset, has_run=bool(state.run())):
     train_parts.new_run_form(dataset, mdata, settings)
 
 if run_name := state.run():
@@ -32,31 +30,17 @@ runs = cache.list_runs(settings.runs_dir)
 if runs.empty:
     st.info("No runs yet: train one above.")
     st.stop()
-runs = training.headline_metrics(runs)
-columns = [
-    c
-    for c in (
-        "name",
-        "state",
-        "model",
-        "data",
-        "n_latent",
-        "epoch",
-        "val_loss",
-        "knn_latent",
-        "knn_pca",
-        "recon_vs_mean",
-        "seconds",
-        "error",
-    )
-    if c in runs
-]
+table = training.runs_table(training.headline_metrics(runs), settings.upload_dir)
 number = st.column_config.NumberColumn
 st.dataframe(
-    runs[columns],
+    table,
     hide_index=True,
     width="stretch",
+    placeholder="",  # an empty cell, not "None"
     column_config={
+        "data": st.column_config.TextColumn("dataset"),
+        "n_latent": number("latent dims", format="%d"),
+        "epoch": number("epochs", format="%d"),
         "val_loss": number("val. loss", format="%.4g"),
         "knn_latent": number(
             "kNN acc. (latent)",
@@ -73,8 +57,12 @@ st.dataframe(
     },
 )
 
+names = list(table["name"])
 compare = st.multiselect(
-    "Compare runs (loss curves overlaid)", list(runs["name"]), key=state.TRAIN_COMPARE
+    "Compare runs (loss curves overlaid)",
+    names,
+    default=forms.valid_choices(state.TRAIN_COMPARE, names, []),
+    **state.bound(state.TRAIN_COMPARE),
 )
 if compare:
     histories = {}
@@ -89,7 +77,7 @@ if compare:
     chosen = st.multiselect(
         "Loss terms",
         terms,
-        default=[t for t in ("total", "kl") if t in terms],
-        key=state.TRAIN_TERM,
+        default=forms.valid_choices(state.TRAIN_TERM, terms, ["total", "kl"]),
+        **state.bound(state.TRAIN_TERM),
     )
     st.plotly_chart(plots.loss_curves(histories, terms=chosen), key="compare_curves")

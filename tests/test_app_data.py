@@ -32,9 +32,9 @@ def test_builtin_summary_distributions_and_metadata(ole_empty_dirs):
     titles = [f["layout"]["title"]["text"] for f in figures(at)]
     assert sum(t.startswith("rna:") for t in titles) == 2 and "tissue" in titles and "age" in titles
     protein = next(
-        f for f in at.multiselect(key="data_features:synthetic").options if f.startswith("protein:")
+        f for f in at.multiselect(key="data_features").options if f.startswith("protein:")
     )
-    at.multiselect(key="data_features:synthetic").set_value([protein]).run()
+    at.multiselect(key="data_features").set_value([protein]).run()
     assert_clean(at)
     titles = [f["layout"]["title"]["text"] for f in figures(at)]
     assert titles[0].startswith(protein) and not any(t.startswith("rna:") for t in titles)

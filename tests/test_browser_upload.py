@@ -1,5 +1,5 @@
-"""Real browser: upload your own CSV files on the Data page; a file over OLE_MAX_UPLOAD_MB is
-refused with a message."""
+"""Real browser: upload your own CSV files on the Data page; a file over OLE_MAX_UPLOAD_MB or of
+a type the app cannot read is refused with a message naming it."""
 
 import numpy as np
 import pandas as pd
@@ -61,8 +61,27 @@ def test_upload_csvs_then_refuse_a_big_file(page, upload_server, tmp_path):
         page.get_by_text("Upload a dataset").click()
     page.get_by_test_id("stFileUploaderDropzoneInput").nth(0).set_input_files([str(big)])
     page.get_by_role("button", name="Validate and save").click()
-    expect(page.get_by_text("over the upload limit", exact=False)).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("protein.csv is 0.", exact=False)).to_be_visible(timeout=30_000)
+    expect(
+        page.get_by_text("over the upload limit of 0.05 MB per file", exact=False)
+    ).to_be_visible()
     assert not (dirs.uploads / "mystudy" / "protein.csv").exists()
+
+    # a spreadsheet: the browser lets it through (no type filter), the form names it
+    data_box = page.get_by_test_id("stFileUploader").nth(0)
+    chips = data_box.get_by_test_id("stFileChipDeleteBtn")
+    while chips.count():  # empty the data files box
+        chips.first.click()
+        page.wait_for_timeout(300)
+    page.get_by_label("Dataset name").fill("sheet")
+    xlsx = tmp_path / "rna.xlsx"
+    xlsx.write_bytes(b"PK\x03\x04 not a table")
+    page.get_by_test_id("stFileUploaderDropzoneInput").nth(0).set_input_files([str(xlsx)])
+    page.get_by_role("button", name="Validate and save").click()
+    expect(page.get_by_text("rna.xlsx: unsupported file type .xlsx", exact=False)).to_be_visible(
+        timeout=30_000
+    )
+    expect(page.get_by_text("no data file uploaded", exact=False)).to_have_count(0)
 
 
 def test_new_user_journey_upload_train_and_rotate_the_map(page, upload_server, tmp_path):
