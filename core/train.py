@@ -607,6 +607,7 @@ def _prepare_out(out: Path) -> None:
     (out / CANCEL).unlink(missing_ok=True)
 
 
+HISTORY_WRITE_S = 1.0  # while training, history.csv and status.json are rewritten this often
 SMALL_STEP = 2**17  # batch elements (samples x input features) below which one thread wins
 
 
@@ -682,23 +683,25 @@ def train(
     except BaseException as exc:
         if is_main:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            write_status(out, "failed", error=f"{type(exc).__name__}: {msg}")
+            if not isinstance(exc, InputError):  # a bad input's message stands on its own
+                msg = f"{type(exc).__name__}: {msg}"
+            write_status(out, "failed", error=msg)
         raise
     return result
 
 
-def _train(
-    config: RunConfig, mdata, *, out: Path, progress: ProgressFn | None, rank: int, world_size: int
-) -> Run:
-    import torch
+def check_config(config: RunConfig, mdata) -> tuple[list[str], str | None, np.ndarray]:
+    """Everything training checks before it fits, without fitting (InputError, one line).
 
+    The model's needs (cvae / vae conditions, translator modalities and target), enough
+    samples, the label and every condition column (:func:`core.data.check_condition`), and a
+    valid split. Returns (modalities to model, label column or None, split (n_obs,) of
+    "train" / "val" / "test"): what :func:`train` goes on with. The dashboard calls it before
+    launching a job, so a bad setting never becomes a failed run.
+    """
     from core.data import check_condition
-    from core.models import build_model, specs_from_preprocessor
-    from core.preprocess import Preprocessor, feature_hash
 
-    is_main = rank == 0
-    dcfg, tcfg, mcfg = config.data, config.train, config.model
-    t_start = time.monotonic()
+    dcfg, mcfg = config.data, config.model
     mods = list(dcfg.modalities or list(mdata.mod))
     missing = [m for m in mods if m not in mdata.mod]
     if missing:
@@ -724,17 +727,31 @@ def _train(
     label = dcfg.label or pick_label(mdata.obs)
     if label is not None and label not in mdata.obs.columns:
         raise InputError(f"label column {label!r} is not in the sample metadata")
-    stratify = label if dcfg.stratify == "label" else dcfg.stratify
+    for column in dcfg.conditions:  # one level, missing numbers: a clear error, not a silent fill
+        check_condition(mdata, column)
     split = make_split(
         mdata,
-        stratify=stratify,
+        stratify=label if dcfg.stratify == "label" else dcfg.stratify,
         val_frac=dcfg.val_frac,
         test_frac=dcfg.test_frac,
         seed=dcfg.split_seed,
     )
+    return mods, label, split
+
+
+def _train(
+    config: RunConfig, mdata, *, out: Path, progress: ProgressFn | None, rank: int, world_size: int
+) -> Run:
+    import torch
+
+    from core.models import build_model, specs_from_preprocessor
+    from core.preprocess import Preprocessor, feature_hash
+
+    is_main = rank == 0
+    dcfg, tcfg, mcfg = config.data, config.train, config.model
+    t_start = time.monotonic()
+    mods, label, split = check_config(config, mdata)
     train_mask = split == "train"
-    for column in dcfg.conditions:  # one level, missing numbers: a clear error, not a silent fill
-        check_condition(mdata, column)
     pre = Preprocessor.fit(
         mdata, train=train_mask, conditions=dcfg.conditions, config=dcfg.preprocess, modalities=mods
     )
@@ -778,6 +795,27 @@ def _train(
     def should_cancel() -> bool:
         return cancel_file.exists()
 
+    last_write = [-math.inf]
+
+    def write_progress(*, force: bool) -> None:
+        """history.csv + status.json, at most every HISTORY_WRITE_S (rewriting the whole
+        history every epoch made long runs' epochs slower and slower)."""
+        now = time.monotonic()
+        if not force and now - last_write[0] < HISTORY_WRITE_S:
+            return
+        last_write[0] = now
+        row = history[-1]
+        write_text_atomic(out / HISTORY, pd.DataFrame(history).to_csv(index=False))
+        write_status(
+            out,
+            "running",
+            epoch=row["epoch"],
+            n_epochs=tcfg.epochs,
+            refit=row["refit"],
+            n_refits=tcfg.refits,
+            phase=row["phase"],
+        )
+
     for k in range(tcfg.refits):
         seed = tcfg.seed + k
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -807,16 +845,7 @@ def _train(
                     history.append(row)
                     if not is_main:
                         return
-                    write_text_atomic(out / HISTORY, pd.DataFrame(history).to_csv(index=False))
-                    write_status(
-                        out,
-                        "running",
-                        epoch=row["epoch"],
-                        n_epochs=tcfg.epochs,
-                        refit=k,
-                        n_refits=tcfg.refits,
-                        phase=phase,
-                    )
+                    write_progress(force=False)
                     if progress is not None:
                         progress(
                             {
@@ -846,6 +875,8 @@ def _train(
                     world_size=world_size,
                     ddp_model=ddp,
                 )
+                if is_main and history:
+                    write_progress(force=True)  # the last epochs of this fit
                 if res.stopped == "cancelled":
                     break
             if res.stopped == "cancelled" and not res.history:

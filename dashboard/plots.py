@@ -246,7 +246,13 @@ def loss_curves(
                     row=row,
                     col=col,
                 )
-    fig.update_layout(**_LAYOUT, height=280 * nrows + 60, legend={"orientation": "h", "y": -0.08})
+    # room above the subplot titles for the chart toolbar; the legend below the axis titles
+    layout = {**_LAYOUT, "margin": {**_LAYOUT["margin"], "t": 70}}
+    fig.update_layout(
+        **layout,
+        height=280 * nrows + 110,
+        legend={"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0},
+    )
     fig.update_xaxes(title_text=x)
     return fig
 

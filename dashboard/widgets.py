@@ -78,16 +78,29 @@ def current_run(*, need_done: bool = True) -> RunRef:
     path = get_settings().runs_dir / name
     if need_done:
         status = run_status(path)
-        if status.get("state") in ("queued", "running"):
+        run_state = status.get("state")
+        if run_state in ("queued", "running"):
             follow_training(name, path)  # progress, then a rerun when it is done
             st.stop()
-        if status.get("state") != "done":
+        from core.runs import WEIGHTS_MANIFEST
+
+        kept = run_state == "cancelled" and (path / WEIGHTS_MANIFEST).is_file()
+        if run_state != "done" and not kept:
+            why = {
+                "failed": "failed",
+                "cancelled": "was cancelled before its first epoch finished (no weights)",
+            }.get(run_state, f"is not ready ({run_state or 'no status'})")
             st.info(
-                f"Run **{name}** is {status.get('state', 'not ready')}; this page needs a "
-                "finished run. Pick another run, or train one on the **Train** page.",
+                f"Run **{name}** {why}; this page needs a trained run. Pick another run, or "
+                "train one on the **Train** page.",
                 icon=":material/hourglass:",
             )
             st.stop()
+        if kept:
+            st.caption(
+                f":material/info: Run **{name}** was cancelled; showing the best weights saved "
+                "before it stopped."
+            )
     version = cache.run_version(path)
     return RunRef(str(path), version, cache.load_run(str(path), version))
 

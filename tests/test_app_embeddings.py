@@ -116,3 +116,18 @@ def test_tampered_weights_show_an_error_not_a_traceback(ole_dirs, page_name):
         at.switch_page(f"../pages/{page_name}.py").run()
     assert not at.exception
     assert at.error and "checksum" in at.error[0].value
+
+
+def test_a_cancelled_run_with_weights_opens_with_a_note(ole_dirs):
+    import json
+
+    status = ole_dirs.runs / ole_dirs.run_name / "status.json"
+    status.write_text(json.dumps({"state": "cancelled", "error": "cancelled by request"}))
+    at = new_app().run()
+    assert_clean(at)
+    assert _points(figure(at, "emb_map")) == 200
+    assert any("was cancelled" in c.value for c in at.caption)
+    (ole_dirs.runs / ole_dirs.run_name / "weights.json").unlink()  # cancelled before epoch 1
+    at = new_app().run()
+    assert not at.get("plotly_chart")
+    assert any("no weights" in i.value for i in at.info)
