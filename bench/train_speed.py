@@ -15,6 +15,8 @@ decoder on seeded simulated NB counts (20,000 x 2,000 by default), at each batch
 - ``scvi``: scvi-tools SCVI (n_hidden=128, n_latent=10, n_layers=1, gene_likelihood="nb") run by
   the Python of a separate virtualenv (env var SCVI_PYTHON, default /work/scvi-venv/bin/python);
   ``null`` with ``scvi_reason`` when that interpreter is absent or fails;
+- ``scvi_medium``: the same with ``torch.set_float32_matmul_precision("medium")``, the float32
+  matmul setting our CPU training uses (core.train.matmul_precision), for a like-for-like row;
 - ``torch``: a minimal plain-torch loop with the same layers and likelihood, as a reference;
 - ``matmul``: the matrix products of one training step (forward + backward) of the same shapes,
   timed alone: the machine's limit for this network, against which ``ours`` reports GFLOP/s.
@@ -308,6 +310,10 @@ def child_scvi(a: argparse.Namespace) -> dict:
     scvi.settings.seed = a.seed
     scvi.settings.num_threads = a.threads
     scvi.settings.dl_num_workers = 0
+    if a.child == "scvi_medium":  # the float32 matmul setting our CPU training uses
+        import torch
+
+        torch.set_float32_matmul_precision("medium")
     counts = np.load(a.data, allow_pickle=False)
     n_obs = counts.shape[0]
     adata = anndata.AnnData(counts)
@@ -411,6 +417,7 @@ CHILDREN = {
     "ours_eager": child_ours,  # the parent sets OLE_COMPILE_NB=0 for it
     "torch": child_torch,
     "scvi": child_scvi,
+    "scvi_medium": child_scvi,  # torch.set_float32_matmul_precision("medium"), as ours on CPU
     "matmul": child_matmul,
 }
 
@@ -588,15 +595,18 @@ def main(argv: list[str] | None = None) -> dict:
                     row[kind] = _run_child(sys.executable, kind, a, data, workdir, b)
                 else:
                     row[f"{kind}_reason"] = skipped
-            row["scvi"] = None
-            if scvi_reason is None:
-                got = _run_child(scvi_python, "scvi", a, data, workdir, b)
-                if "error" in got:
-                    row["scvi_reason"] = f"scvi-tools run failed: {got['error']}"
+            for kind in ("scvi", "scvi_medium"):
+                row[kind] = None
+                if scvi_reason is not None:
+                    row[f"{kind}_reason"] = scvi_reason
+                elif kind not in only:
+                    row[f"{kind}_reason"] = skipped
                 else:
-                    row["scvi"] = got
-            else:
-                row["scvi_reason"] = scvi_reason
+                    got = _run_child(scvi_python, kind, a, data, workdir, b)
+                    if "error" in got:
+                        row[f"{kind}_reason"] = f"scvi-tools run failed: {got['error']}"
+                    else:
+                        row[kind] = got
             row["matmul"] = None
             if "matmul" in only:
                 row["matmul"] = _run_child(sys.executable, "matmul", a, data, workdir, b)
@@ -621,6 +631,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "ours_eager_vs_scvi": _ratio(row["ours_eager"], row["scvi"]),
                 "ours_vs_torch": _ratio(ours, row["torch"]),
                 "torch_vs_scvi": _ratio(row["torch"], row["scvi"]),
+                "ours_vs_scvi_medium": _ratio(ours, row["scvi_medium"]),
                 "ours_vs_scvi_cpu": _ratio(ours, row["scvi"], cpu),
                 "ours_eager_vs_scvi_cpu": _ratio(row["ours_eager"], row["scvi"], cpu),
                 "ours_vs_torch_cpu": _ratio(ours, row["torch"], cpu),

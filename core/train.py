@@ -19,6 +19,7 @@ SIGTERM to the CLI process is a graceful cancel.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import subprocess
@@ -289,6 +290,48 @@ def param_groups(model, *, lr: float, weight_decay: float) -> list[dict]:
     return groups
 
 
+MATMUL_ENV = "OLE_MATMUL_PRECISION"
+
+
+@contextlib.contextmanager
+def matmul_precision(device):
+    """Float32 matrix products during CPU training at torch's "medium" precision (restored on
+    exit); ``$OLE_MATMUL_PRECISION`` (highest | high | medium) overrides it.
+
+    On CPUs with bf16 instructions oneDNN then computes float32 products from split bf16 parts:
+    on the training shapes (128-1,024 x 2,000 x 128) the largest error relative to the result
+    stayed below 1e-6 (4e-7 at "highest") at about twice the speed, which made training at batch
+    1,024 about 12% faster (bench/train_speed.py). Without such instructions it is plain float32.
+    GPUs keep torch's setting.
+    """
+    import torch
+
+    wanted = os.environ.get(MATMUL_ENV, "medium" if device.type == "cpu" else "").strip()
+    if not wanted:
+        yield
+        return
+    if wanted not in ("highest", "high", "medium"):
+        raise InputError(f"{MATMUL_ENV} must be highest, high or medium, got {wanted!r}")
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(wanted)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def _in_matmul_precision(fit_fn):
+    """Run ``fit_fn(model, data, ...)`` under :func:`matmul_precision` for ``data.device``."""
+
+    @functools.wraps(fit_fn)
+    def wrapper(model, data, *args, **kwargs):
+        with matmul_precision(data.device):
+            return fit_fn(model, data, *args, **kwargs)
+
+    return wrapper
+
+
+@_in_matmul_precision
 def fit(
     model,
     data: TensorData,
@@ -373,7 +416,7 @@ def fit(
             opt.zero_grad(set_to_none=True)
             total.backward()
             if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True)
             opt.step()
             if sched is not None and sched.last_epoch + 1 < sched.total_steps:
                 sched.step()

@@ -467,3 +467,24 @@ def test_small_steps_train_on_one_thread_and_restore_the_setting():
             assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(saved)
+
+
+def test_matmul_precision_is_scoped_to_cpu_training(monkeypatch):
+    import torch
+
+    from core.train import MATMUL_ENV, matmul_precision
+
+    before = torch.get_float32_matmul_precision()
+    monkeypatch.delenv(MATMUL_ENV, raising=False)
+    with matmul_precision(torch.device("cpu")):
+        assert torch.get_float32_matmul_precision() == "medium"
+    assert torch.get_float32_matmul_precision() == before
+    with matmul_precision(torch.device("cuda")):  # GPUs keep torch's own setting
+        assert torch.get_float32_matmul_precision() == before
+    monkeypatch.setenv(MATMUL_ENV, "highest")
+    with matmul_precision(torch.device("cpu")):
+        assert torch.get_float32_matmul_precision() == "highest"
+    monkeypatch.setenv(MATMUL_ENV, "fast")
+    with pytest.raises(InputError, match="OLE_MATMUL_PRECISION"):
+        with matmul_precision(torch.device("cpu")):
+            pass
