@@ -960,6 +960,10 @@ def _train(
             model0, pre, data, mdata, split, target=model0.target, seed=tcfg.seed
         )
     write_json_atomic(out / METRICS, metrics)
+    from core.latent import run_view
+
+    # the dashboard's first map of this run then needs no data loading (before "done" is seen)
+    run_view(Run(out), load_data=lambda: mdata)
     if stopped == "cancelled":
         write_status(
             out,

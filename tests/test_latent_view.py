@@ -108,3 +108,10 @@ def test_fingerprint_follows_the_data_files(tmp_path):
     builtin = DataConfig(sources=["synthetic"], params={"n_obs": 100})
     assert data_fingerprint(builtin) == data_fingerprint(builtin)
     assert data_fingerprint(builtin) != data_fingerprint(DataConfig(sources=["synthetic"]))
+
+
+def test_training_leaves_the_view_in_the_run(tiny_run_template, tmp_path):
+    path = tmp_path / "fresh"
+    shutil.copytree(tiny_run_template, path)
+    view = run_view(load_run(path), load_data=_must_not_load)  # written by core.train.train
+    assert view.latent.shape == (200, 6)
