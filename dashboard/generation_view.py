@@ -50,15 +50,12 @@ def problem(mode: str, values: Mapping[str, Any], model_conditions: Sequence[str
 
 
 def report_rows(report) -> pd.DataFrame:
-    """The report's headline numbers for display: integers as integers, n/a when skipped."""
-    from core.evaluate import METRIC_MEANING, format_value
+    """The report's headline table for display: integers as integers, n/a when skipped."""
+    from core.evaluate import format_value
 
-    rows = [
-        (k, format_value(v), METRIC_MEANING.get(k, ""))
-        for k, v in report.summary.items()
-        if isinstance(v, int | float | np.number)
-    ]
-    return pd.DataFrame(rows, columns=["metric", "value", "meaning"])
+    table = report.table.copy()
+    table["value"] = [format_value(report.summary[k]) for k in table["metric"]]
+    return table
 
 
 def show_report(report, label: str) -> None:
