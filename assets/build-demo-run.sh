@@ -3,7 +3,7 @@
 # directory on first launch (dashboard/demo.py), with its PCA and UMAP maps cached so that
 # switching method on the Embeddings page is instant, and its latent view (core.latent.run_view)
 # so that the first map needs neither the data nor torch. Seeded: the same command gives the same
-# run. Takes about 3 minutes on 2 cores. Run from anywhere: bash assets/build-demo-run.sh
+# run. Takes about 80 s on 2 cores. Run from anywhere: bash assets/build-demo-run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python}"

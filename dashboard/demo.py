@@ -2,8 +2,8 @@
 
 If the repository ships a demo run (``assets/demo-run/``, made by ``DEMO_COMMAND``, which
 trains with ``DEMO_ARGS``), it is copied into the runs directory: the 3D map shows at once.
-Otherwise the same model is trained in the background (``python -m core train``, about 2
-minutes on 2 cores) and the Embeddings page shows its progress, then the map, without a click.
+Otherwise the same model is trained in the background (``python -m core train``, about 40 s
+on 2 cores) and the Embeddings page shows its progress, then the map, without a click.
 Set ``OLE_DEMO=0`` to switch this off; ``OLE_DEMO_ASSET`` points at another ready run to copy.
 """
 
