@@ -100,7 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model into a run directory")
     _add_data_options(p, required=True)
-    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to create")
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="RUN_DIR",
+        help="run to create: a name (made in $OLE_RUNS_DIR, default <repo>/runs) or a directory path",
+    )
     p.add_argument("--model", default="vae", choices=["vae", "cvae", "multivae", "translator"])
     p.add_argument("--condition", action="append", metavar="COL", help="obs column to condition on")
     p.add_argument(

@@ -313,6 +313,17 @@ def check_name(name: str) -> str:
     return name
 
 
+def new_run_path(name_or_path: str | Path, root: Path | None = None) -> Path:
+    """Where a new run goes: a plain run name is created inside ``root`` (default runs_dir(),
+    where the dashboard and ``python -m core runs`` look); anything with a path separator is the
+    directory the user named."""
+    s = str(name_or_path)
+    if isinstance(name_or_path, Path) or os.sep in s or "/" in s:
+        return Path(s).expanduser()
+    root = Path(root) if root is not None else runs_dir()
+    return root / check_name(s)
+
+
 def resolve_run(name_or_path: str | Path, root: Path | None = None) -> Path:
     """A run name (inside ``root``, default runs_dir()) or an existing run directory path.
 

@@ -53,6 +53,7 @@ from core.runs import (
     apply_overrides,
     load_data_config,
     load_run,
+    new_run_path,
     sha256_file,
     train_defaults,
     write_json_atomic,
@@ -1054,7 +1055,7 @@ def config_from_args(args, *, n_modalities: int = 1) -> RunConfig:
 def train_command(args) -> tuple[str, dict]:
     """CLI: ``python -m core train ...``; prints one progress line per epoch to stderr."""
 
-    out = Path(args.out)
+    out = new_run_path(args.out)
     try:
         cfg = config_from_args(args)
         mdata = load_data_config(cfg.data)
@@ -1144,9 +1145,9 @@ def _cancel_on_sigterm(out: Path) -> None:
 def _out_of(argv: Sequence[str]) -> Path:
     for i, a in enumerate(argv):
         if a == "--out" and i + 1 < len(argv):
-            return Path(argv[i + 1])
+            return new_run_path(argv[i + 1])
         if a.startswith("--out="):
-            return Path(a.split("=", 1)[1])
+            return new_run_path(a.split("=", 1)[1])
     raise InputError("launch_job needs --out RUN_DIR in the training arguments")
 
 

@@ -277,3 +277,15 @@ def test_list_runs_flags_a_running_run_whose_process_is_gone(tmp_path):
     assert df.loc[0, "state"] == "failed"
     assert f"pid {pid.pid}" in df.loc[0, "error"]
     assert json.loads((tmp_path / "ghost" / "status.json").read_text())["state"] == "running"
+
+
+def test_cli_train_with_a_run_name_creates_it_in_the_runs_directory(tmp_path):
+    env = {"OLE_RUNS_DIR": str(tmp_path / "runs")}
+    res = cli("train", "--data", "nutrimouse", "--epochs", "2", "--out", "named", env=env)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "runs" / "named" / "weights.json").is_file()
+    res = cli("encode", "named", "--out", str(tmp_path / "z.csv"), env=env)  # found by name
+    assert res.returncode == 0, res.stderr
+    res = cli("train", "--data", "nutrimouse", "--out", "bad name!", env=env)
+    assert res.returncode == 2 and res.stderr.startswith("error: run name 'bad name!'")
+    assert len(res.stderr.strip().splitlines()) == 1
