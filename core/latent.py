@@ -376,10 +376,13 @@ class RunView:
 
 
 def _view_key(run, refit: int) -> str | None:
+    """None when the data cannot be fingerprinted; RunError when the weights fail their check
+    (a damaged run shows its error, not a map cached from before)."""
     from core.runs import data_fingerprint
 
+    run.checked_weights(refit)
     weights, data = run.weights_sha256(refit), data_fingerprint(run.config.data)
-    if weights is None or data is None:
+    if data is None:
         return None
     blob = json.dumps({"v": VIEW_VERSION, "weights": weights, "data": data, "refit": refit})
     return f"refit{int(refit)}-{hashlib.sha1(blob.encode()).hexdigest()[:16]}"

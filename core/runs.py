@@ -435,18 +435,9 @@ class Run:
         """The recorded sha256 of refit ``refit``'s weights file (None before it is written)."""
         return self._manifest().get(f"refit_{int(refit)}.pt")
 
-    def _manifest(self) -> dict[str, str]:
-        p = self.path / WEIGHTS_MANIFEST
-        return read_json(p, run=self.name) if p.exists() else {}
-
-    def model(self, refit: int = 0):
-        """The torch module of ensemble member ``refit`` in eval mode on CPU (do not mutate)."""
-        import torch
-
-        from core.models import ModalitySpec, build_model
-
-        if refit in self._models:
-            return self._models[refit]
+    def checked_weights(self, refit: int = 0) -> Path:
+        """The weights file of refit ``refit`` after checking it against its recorded sha256
+        (RunError naming the problem otherwise; the file is only hashed, never unpickled)."""
         manifest = self._manifest()
         fname = f"refit_{int(refit)}.pt"
         if fname not in manifest:
@@ -463,6 +454,22 @@ class Run:
                 f"run {self.name!r}: weights file {fname} does not match its recorded checksum "
                 "(modified or replaced); it was not loaded. Delete the run and train it again"
             )
+        return wpath
+
+    def _manifest(self) -> dict[str, str]:
+        p = self.path / WEIGHTS_MANIFEST
+        return read_json(p, run=self.name) if p.exists() else {}
+
+    def model(self, refit: int = 0):
+        """The torch module of ensemble member ``refit`` in eval mode on CPU (do not mutate)."""
+        import torch
+
+        from core.models import ModalitySpec, build_model
+
+        if refit in self._models:
+            return self._models[refit]
+        wpath = self.checked_weights(refit)
+        fname = wpath.name
         meta = self._model_meta or read_json(self.path / MODEL, run=self.name)
         self._model_meta = meta
         try:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.errors import RunError
 from core.latent import VIEW_DIR, encode, run_view
 from core.runs import DataConfig, data_fingerprint, load_run
 
@@ -75,9 +76,17 @@ def test_new_weights_never_get_the_old_view(run):
     weights["refit_0.pt"] = "0" * 64  # what a retrained refit would record
     manifest.write_text(json.dumps(weights))
     calls: list = []
-    with pytest.raises(Exception, match="checksum"):  # a new view needs the (new) model
+    with pytest.raises(RunError, match="checksum"):  # checked before anything is loaded
         run_view(load_run(run.path), load_data=_counting_loader(run, calls))
-    assert calls == [1]
+    assert calls == []
+
+
+def test_a_tampered_weights_file_is_an_error_not_the_cached_view(run):
+    run_view(run)
+    weights = run.path / "refit_0.pt"
+    weights.write_bytes(weights.read_bytes()[:-4] + b"oops")
+    with pytest.raises(RunError, match="checksum"):
+        run_view(load_run(run.path), load_data=_must_not_load)
 
 
 def test_a_damaged_view_is_recomputed_and_rewritten(run):

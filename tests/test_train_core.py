@@ -485,6 +485,8 @@ def test_matmul_precision_is_scoped_to_cpu_training(monkeypatch):
     with matmul_precision(torch.device("cpu")):
         assert torch.get_float32_matmul_precision() == "highest"
     monkeypatch.setenv(MATMUL_ENV, "fast")
-    with pytest.raises(InputError, match="OLE_MATMUL_PRECISION"):
-        with matmul_precision(torch.device("cpu")):
-            pass
+    with (
+        pytest.raises(InputError, match="OLE_MATMUL_PRECISION"),
+        matmul_precision(torch.device("cpu")),
+    ):
+        pass
