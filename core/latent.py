@@ -410,11 +410,18 @@ def _write_view(folder: Path, key: str, view: RunView) -> None:
     except (ValueError, TypeError, ImportError):
         return
     names = np.asarray(view.obs.index.astype(str), dtype=str)
-    write_atomic(
-        folder / f"{key}.npz", lambda fh: np.savez(fh, latent=view.latent, obs_names=names)
-    )
-    write_bytes_atomic(folder / f"{key}.obs.parquet", buf.getvalue())
-    write_json_atomic(folder / f"{key}.vars.json", view.var_names)  # written last: the marker
+    try:  # a run folder that cannot be written (read-only copy) just goes uncached
+        write_atomic(
+            folder / f"{key}.npz", lambda fh: np.savez(fh, latent=view.latent, obs_names=names)
+        )
+        write_bytes_atomic(folder / f"{key}.obs.parquet", buf.getvalue())
+        write_json_atomic(folder / f"{key}.vars.json", view.var_names)  # last: the marker
+        prefix = key.split("-", 1)[0] + "-"
+        for old in folder.glob(f"{prefix}*"):  # views of earlier weights or data of this refit
+            if not old.name.startswith(key):
+                old.unlink(missing_ok=True)
+    except OSError:
+        return
 
 
 def run_view(run, *, refit: int = 0, load_data: Callable[[], object] | None = None) -> RunView:

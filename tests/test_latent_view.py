@@ -124,3 +124,23 @@ def test_training_leaves_the_view_in_the_run(tiny_run_template, tmp_path):
     shutil.copytree(tiny_run_template, path)
     view = run_view(load_run(path), load_data=_must_not_load)  # written by core.train.train
     assert view.latent.shape == (200, 6)
+
+
+def test_a_new_view_replaces_the_old_one(run):
+    run_view(run)
+    first = sorted(p.name for p in (run.path / VIEW_DIR).iterdir())
+    for f in (run.path / VIEW_DIR).iterdir():  # pretend they belonged to earlier weights
+        f.rename(f.with_name(f.name.replace(f.name.split(".")[0], "refit0-0000000000000000")))
+    run_view(load_run(run.path))
+    assert sorted(p.name for p in (run.path / VIEW_DIR).iterdir()) == first
+
+
+def test_a_run_folder_that_cannot_be_written_still_gives_its_view(run, monkeypatch):
+    import core.runs
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(core.runs, "write_atomic", refuse)
+    assert run_view(run).latent.shape == (200, 6)
+    assert not any((run.path / VIEW_DIR).glob("*.vars.json"))
