@@ -110,7 +110,8 @@ def _row_blocks(n: int, n_genes: int, device: torch.device) -> list[slice]:
 
 # torch.compile (inductor) turns the fused NB loss into one vectorised C++ loop for forward and
 # one for backward: on a 2-core AVX-512 CPU about 2.5x faster than the eager blocks below (see
-# bench/nb_kernel_speed.py), which made training 2-3x faster at 2,000 genes (bench/train_speed.py).
+# bench/nb_kernel_speed.py); whole training steps at 2,000 genes ran 1.2-1.5x faster
+# (bench/train_speed.py, ours vs ours_eager).
 # Compiling costs ~15 s once per machine (inductor keeps a disk cache; ~3 s in later processes)
 # and needs a C++ compiler, so :func:`compile_wanted` only turns it on for CPU trainings long
 # enough to pay that back. OLE_COMPILE_NB=1 / 0 forces it on / off. Any failure warns once and
