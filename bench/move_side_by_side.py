@@ -402,11 +402,9 @@ def main(argv: list[str] | None = None) -> dict:
         "Models differ: MOVE 1 hidden layer of 1000, 150 latent, batch 10, "
         "one VAE over all datasets; ours is perturb_speed.py's multivae with its CLI defaults."
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(result, indent=1, default=float) + "\n")
-    os.replace(tmp_out, out)
+    from core.runs import write_text_atomic
+
+    write_text_atomic(Path(args.out), json.dumps(result, indent=1, default=float) + "\n")
     print(json.dumps(result, default=float))
     return result
 

@@ -235,11 +235,9 @@ def main(argv: list[str] | None = None) -> dict:
                 batch_size=args.batch_size,
             )
     result["load_avg_end"] = os.getloadavg()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(result, indent=1, default=float) + "\n")
-    os.replace(tmp_out, out)
+    from core.runs import write_text_atomic
+
+    write_text_atomic(Path(args.out), json.dumps(result, indent=1, default=float) + "\n")
     print(json.dumps(result, default=float))
     return result
 
