@@ -866,7 +866,7 @@ def load(
 
 
 def _unexpected(label: str, name: str, exc: Exception) -> InputError:
-    reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+    reason = readers.exc_reason(exc)
     return InputError(
         f"{label}: could not read modality {name!r} ({type(exc).__name__}: {reason}); every "
         "cell must be one number or label, samples in rows, first column the sample id"

@@ -52,6 +52,12 @@ def echo(value: object) -> str:
     return repr(text)
 
 
+def exc_reason(exc: BaseException) -> str:
+    """An exception's message for a one-line error: its first line, at most 120 characters."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:120] if text else ""
+
+
 def format_size(n_bytes: float) -> str:
     """A file size in words with enough precision for tiny limits: "2.0 MB", "9.8 KB", "12 bytes"."""
     if n_bytes >= 2**20:
@@ -221,7 +227,7 @@ def read_table(path: str | os.PathLike, *, limit: int | None = None) -> pd.DataF
         try:
             df = pd.read_parquet(p)
         except Exception as exc:  # noqa: BLE001 - any parser failure means "not a parquet table"
-            reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+            reason = exc_reason(exc)
             raise InputError(
                 f"{p}: not a readable Parquet table ({type(exc).__name__}: {reason}); "
                 "re-export it with pandas.DataFrame.to_parquet"
@@ -279,7 +285,7 @@ def _read_text_table(p: Path, sep: str, *, decimal: str = ".") -> tuple[pd.DataF
             "fields as the header"
         ) from None
     except (OSError, EOFError, ValueError, zlib.error) as exc:  # e.g. a corrupt .gz
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+        reason = exc_reason(exc)
         raise InputError(
             f"{p}: could not read the table ({type(exc).__name__}: {reason}); re-export it"
         ) from None
@@ -348,7 +354,7 @@ def _decimal_comma_cell(df: pd.DataFrame) -> tuple[int, int] | None:
 
 
 def _h5_error(p: Path, exc: Exception, what: str) -> InputError:
-    reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+    reason = exc_reason(exc)
     return InputError(
         f"{p}: truncated or corrupt {what} file ({type(exc).__name__}: {reason}); "
         "copy or export it again"

@@ -38,6 +38,7 @@ import pandas as pd
 from core.errors import InputError, RunError
 from core.model_config import ModelConfig
 from core.preprocess import PreprocessConfig
+from core.readers import exc_reason
 
 State = Literal["queued", "running", "done", "failed", "cancelled"]
 STATES: tuple[str, ...] = get_args(State)
@@ -486,7 +487,7 @@ class Run:
         except (RuntimeError, TypeError, AttributeError) as exc:
             raise RunError(
                 f"run {self.name!r}: weights file {fname} does not fit the model "
-                f"({str(exc).splitlines()[0][:120]}); delete the run and train it again"
+                f"({exc_reason(exc)}); delete the run and train it again"
             ) from None
         if model.scheme == "frozen_target":
             model.phase = "sources"  # the trained state: source encoders into the target latent

@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import colors, plots, state, widgets
+from dashboard import colors, forms, plots, state, widgets
 
 MAX_ARROWS = 400  # samples drawn with a segment and a cone; the rest as points only
 NUMBER_FORMAT = "%.4g"  # every float column of the association and screen tables (1e-08, 0.0123)
@@ -103,8 +103,10 @@ def controls(ctx, run_path: str) -> Choice:
 
 def _kind_options(data_kind: str) -> tuple[str, ...]:
     """The perturbation kinds for a feature of ``data_kind``, with the kind widget's state
-    made valid first: a switch between a categorical and a continuous feature resets it to
-    that type's default (``core.perturb.default_kind``). Must run before the widget."""
+    made valid first: a switch between a categorical and a continuous feature moves it to that
+    type's default (``core.perturb.default_kind``) unless the user picked another kind that
+    the new type also has (:func:`dashboard.forms.follow_defaults`). Must run before the
+    widget."""
     from core import perturb as core_perturb
 
     family = "categorical" if data_kind == "categorical" else "continuous"
@@ -112,10 +114,8 @@ def _kind_options(data_kind: str) -> tuple[str, ...]:
         core_perturb.CATEGORICAL_KINDS if family == "categorical" else core_perturb.PERTURB_KINDS
     )
     default = core_perturb.default_kind(data_kind)
-    if state.get(state.PERT_KIND_FOR, family) != family:  # the type changed: not a choice
-        state.put(state.PERT_KIND, default)
-    state.put(state.PERT_KIND_FOR, family)
-    state.choose(state.PERT_KIND, kinds, preferred=default)
+    forms.follow_defaults(state.PERT_KIND_FOR, family, {state.PERT_KIND: default})
+    state.choose(state.PERT_KIND, kinds, preferred=default)  # a kind the new type lacks
     return kinds
 
 

@@ -153,5 +153,5 @@ TRAIN_FOLD = "_train_fold_form"  # a run was just launched: fold the new-run for
 # Perturbation page, URL-bound values and what they were chosen for (added for issue 4/5 fixes)
 PERT_VALUE_SET = "pert_value_set"  # continuous "set": the value in data units
 PERT_SHIFT = "pert_value_shift"  # "shift": k standard deviations
-PERT_KIND_FOR = "pert_kind_for"  # "categorical" / "continuous": the feature type of PERT_KIND
+PERT_KIND_FOR = "_pert_kind_for"  # (feature type, {PERT_KIND: its default}): forms.follow_defaults
 PERT_VALUE_FOR = "pert_value_for"  # the feature "MOD:FEATURE" PERT_VALUE_SET was chosen for

@@ -19,7 +19,6 @@ from core.errors import InputError
 from dashboard import cache, forms
 
 RECENT_EPOCHS = 50  # the time-left estimate: epochs that give the current pace
-MIN_FIT_EPOCHS = 20  # ... and how many durations it needs before it fits their growth
 
 MODEL_PREFIX, TRAIN_PREFIX, DATA_PREFIX = "m_", "t_", "d_"  # widget keys: prefix + field name
 PHASES = {"target": 0, "sources": 1}  # the frozen_target scheme fits twice per refit
@@ -194,45 +193,29 @@ def loss_terms(history: pd.DataFrame) -> list[str]:
     return sorted(terms, key=lambda t: (t != "total", t != "kl", t))
 
 
-def epoch_durations(history: pd.DataFrame) -> pd.DataFrame:
-    """Per-epoch wall time from history.csv: columns ``row`` (position in the history, i.e. the
-    number of epochs written before it, over all refits and phases) and ``seconds``.
+def epoch_durations(history: pd.DataFrame) -> np.ndarray:
+    """Per-epoch wall seconds from history.csv, over all refits and phases.
 
     history's ``seconds`` counts from the start of each fit (one per refit and phase), so the
-    difference of consecutive rows of a fit is one epoch, including the writes after the
-    previous one; the first epoch of a fit (start-up, compilation) is left out.
+    difference of consecutive rows of a fit is one epoch; the first epoch of a fit (start-up,
+    compilation) is left out.
     """
     if "seconds" not in history or len(history) < 2:
-        return pd.DataFrame({"row": [], "seconds": []})
+        return np.zeros(0)
     keys = [c for c in ("refit", "phase") if c in history]
     fits = history.groupby(keys, sort=False)["seconds"] if keys else history["seconds"]
-    seconds = fits.diff()
-    out = pd.DataFrame({"row": np.arange(len(history)), "seconds": seconds.to_numpy()})
-    return out[np.isfinite(out["seconds"]) & (out["seconds"] >= 0)]
+    seconds = fits.diff().to_numpy(dtype=float)
+    return seconds[np.isfinite(seconds) & (seconds >= 0)]
 
 
 def seconds_left(history: pd.DataFrame, epochs_left: int) -> float | None:
-    """Estimated seconds for ``epochs_left`` more epochs, from the epoch durations so far.
-
-    An epoch gets slower as the job goes on (each one rewrites history.csv, which holds every
-    refit so far), so the mean pace since the start runs low: a 1,500-epoch run said 18 s left
-    at epoch 69 when 38 s remained. The duration is fitted as a line in the number of epochs
-    written (least squares, so that sums come out right; growth at least 0), anchored on the
-    mean of the last epochs, and summed over the epochs to come.
-    """
+    """Estimated seconds for ``epochs_left`` more epochs: the mean of the last RECENT_EPOCHS
+    epoch durations (not the mean since the start, which a slow first epoch or a busier
+    machine earlier in the run would skew)."""
     d = epoch_durations(history)
     if not len(d):
         return None
-    if epochs_left <= 0:
-        return 0.0
-    x, y = d["row"].to_numpy(dtype=float), d["seconds"].to_numpy(dtype=float)
-    slope = 0.0
-    if len(d) >= MIN_FIT_EPOCHS and np.ptp(x) > 0:
-        slope = max(0.0, float(np.polyfit(x, y, 1)[0]))
-    recent = slice(-RECENT_EPOCHS, None)
-    pace = float(np.mean(y[recent])) + slope * (len(history) - float(np.mean(x[recent])))
-    ahead = np.arange(1, epochs_left + 1, dtype=float)
-    return float(np.sum(np.maximum(pace + slope * ahead, 0.0)))
+    return float(np.mean(d[-RECENT_EPOCHS:])) * max(epochs_left, 0)
 
 
 def progress(status: Mapping, history: pd.DataFrame) -> tuple[float, str]:

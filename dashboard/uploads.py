@@ -178,7 +178,8 @@ def save_upload(
         raise InputError(
             f"a dataset named {name!r} already exists; choose another name or tick '{REPLACE_BOX}'"
         )
-    originals = _original_names(name, files, obs)
+    uploaded = [Path(f).name for f, _ in [*files, *([obs] if obs else [])]]
+    originals = dict(zip(planned, uploaded, strict=True))  # plan_files keeps the files' order
     upload_dir.mkdir(parents=True, exist_ok=True)
     tmp = upload_dir / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -210,29 +211,12 @@ def save_upload(
     return mdata
 
 
-def _original_names(
-    name: str, files: Sequence[tuple[str, bytes]], obs: tuple[str, bytes] | None
-) -> dict[str, str]:
-    """File name inside the upload folder -> the uploaded file's name (see plan_files)."""
-    out = {}
-    for fname, _ in files:
-        ext = _suffix(fname)
-        stem = name if ext in H5_EXTS else re.sub(r"[^A-Za-z0-9_-]", "_", Path(fname).stem)
-        out[f"{stem or 'data'}{ext}"] = Path(fname).name
-    if obs is not None:
-        out[f"obs{_suffix(obs[0])}"] = Path(obs[0]).name
-    return out
-
-
 def parse_kinds(text: str) -> dict[str, str]:
-    """'rna=counts, protein=continuous' -> dict (empty text -> {})."""
-    out: dict[str, str] = {}
-    for item in (t for t in re.split(r"[,\s]+", text or "") if t):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise InputError(
-                f"{KINDS_BOX}: expected MODALITY=KIND, got {item!r}; for example "
-                "rna=counts, protein=continuous"
-            )
-        out[key.strip()] = value.strip()
-    return out
+    """'rna=counts, protein=continuous' -> dict (empty text -> {}); errors in the form's words."""
+    from core.cli import parse_assignments
+
+    items = [t for t in re.split(r"[,\s]+", text or "") if t]
+    try:
+        return parse_assignments(items, flag="--kind")
+    except InputError as exc:
+        raise InputError(user_words(str(exc))) from None

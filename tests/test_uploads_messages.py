@@ -109,5 +109,5 @@ def test_kinds_text_errors_use_the_form_words():
         "rna": "counts",
         "protein": "continuous",
     }
-    with pytest.raises(InputError, match=r"^Kinds: expected MODALITY=KIND, got 'rna'"):
+    with pytest.raises(InputError, match=r"^the Kinds box expects KEY=VALUE, got 'rna'"):
         uploads.parse_kinds("rna counts")
